@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ablate.errors import SpecError
+
+# What a normalizer's σ is computed over, hence how it broadcasts onto a (B, L, C) branch output.
+SIGMA_SHAPES = {
+    "token": "(B, L, 1): one σ per token, over its C channels",
+    "channel": "(1, 1, C): one σ per channel, over B·H·W",
+    "sample": "(B, 1, 1): one σ per image, over H·W·C",
+    "sample_channel": "(B, 1, C): one σ per image and channel (or channel group), over H·W",
+}
+
+# Norm sites a backbone names. Residual sites wrap a branch (x + f(norm(x))); the others do not.
+RESIDUAL_SITES = ("attn", "ffn")
+SITES = ("embed", "attn", "ffn", "final")
+
+
+class Normalizer(nn.Module):
+    """Base class of every norm variant: normalizes a token map ``x`` of shape (B, L, C).
+
+    The L tokens are always the *full* H×W feature map of each image (backbones normalize before
+    any window partition), so "per sample" statistics really cover the whole image.
+
+    Subclasses implement :meth:`normalize`, returning ``(y, sigma)`` where ``sigma`` is the scale the
+    map was divided by (broadcastable to ``x``; see ``SIGMA_SHAPES``) or None when it divides by
+    nothing. Variants that re-weight the residual branch (LayerScale, ReZero) override :meth:`gate`.
+    """
+
+    sigma: ClassVar[str | None] = None  # a key of SIGMA_SHAPES, or None: `rescale` is then refused
+    batch_dependent: ClassVar[bool] = False  # output for one sample depends on the rest of the batch
+    train_eval_differ: ClassVar[bool] = False  # eval mode computes something other than train mode
+    # accepted constructor parameters: name -> (type or tuple of allowed values, default)
+    params: ClassVar[dict[str, tuple[Any, Any]]] = {}
+
+    def __init__(self, dim: int, *, rescale: bool = False) -> None:
+        super().__init__()
+        if rescale and self.sigma is None:
+            raise SpecError("rescale", f"false for {type(self).__name__}, which divides by no σ", rescale)
+        self.dim = dim
+        self.rescale = rescale
+
+    def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.normalize(x)[0]
+
+    def gate(self, out: Tensor) -> Tensor:
+        """Re-weight a residual branch's output (identity unless LayerScale/ReZero-like)."""
+        return out
+
+    def residual(self, x: Tensor, branch: Callable[[Tensor], Tensor]) -> Tensor:
+        """The pre-norm residual update ``x + gate(σ · branch(norm(x)))`` (σ only with rescale).
+
+        σ is *not* detached: gradients flow through the statistic, as in i-LN.
+        """
+        y, sigma = self.normalize(x)
+        out = branch(y)
+        if self.rescale:
+            assert sigma is not None
+            out = out * sigma
+        return x + self.gate(out)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, rescale={self.rescale}"
+
+
+@dataclass(frozen=True)
+class NormPreset:
+    """A named norm variant: a normalizer, its rescale flag and per-site overrides."""
+
+    normalizer: str
+    rescale: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sites: Mapping[str, str] = field(default_factory=dict)  # site -> normalizer key
+    description: str = ""
+
+    @property
+    def __doc__(self) -> str:  # type: ignore[override]  # registry descriptions
+        return self.description
+
+
+@dataclass(frozen=True)
+class NormVariant:
+    """A resolved norm variant: call it with ``(dim, site)`` to get a fresh norm layer.
+
+    Backbones resolve the variant once and hand it down; blocks never look at its name.
+    """
+
+    name: str
+    normalizer: type[Normalizer]
+    rescale: bool
+    params: Mapping[str, Any]
+    sites: Mapping[str, tuple[type[Normalizer], Mapping[str, Any]]]
+
+    def __call__(self, dim: int, site: str = "attn") -> Normalizer:
+        if site in self.sites:
+            cls, params = self.sites[site]
+            return cls(dim, **params)
+        rescale = self.rescale and site in RESIDUAL_SITES
+        return self.normalizer(dim, rescale=rescale, **self.params)
+
+    @property
+    def batch_dependent(self) -> bool:
+        return self.normalizer.batch_dependent or any(c.batch_dependent for c, _ in self.sites.values())
+
+    @property
+    def train_eval_differ(self) -> bool:
+        return self.normalizer.train_eval_differ or any(c.train_eval_differ for c, _ in self.sites.values())
+
+    def describe(self) -> dict[str, Any]:
+        """A plain, loggable description."""
+        return {
+            "name": self.name,
+            "normalizer": self.normalizer.__name__,
+            "rescale": self.rescale,
+            **{f"param.{k}": v for k, v in self.params.items()},
+            **{f"site.{s}": c.__name__ for s, (c, _) in self.sites.items()},
+        }
+
+
+def check_params(cls: type[Normalizer], params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Validate ``params`` against ``cls.params``; return them with defaults filled in."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in cls.params:
+            allowed = ", ".join(cls.params) or "none"
+            raise SpecError(f"{where}.{key}", f"a parameter of {cls.__name__} (accepted: {allowed})", value)
+        spec, _ = cls.params[key]
+        if isinstance(spec, tuple):
+            if value not in spec:
+                raise SpecError(f"{where}.{key}", f"one of {', '.join(map(str, spec))}", value)
+        elif spec is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SpecError(f"{where}.{key}", "a number", value)
+            value = float(value)
+        elif spec is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SpecError(f"{where}.{key}", "an integer", value)
+        elif spec is bool:
+            if not isinstance(value, bool):
+                raise SpecError(f"{where}.{key}", "true or false", value)
+        out[key] = value
+    return out

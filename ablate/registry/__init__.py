@@ -1,0 +1,17 @@
+"""One registry primitive, one instance per axis.
+
+    from ablate.registry import NORMS
+    @NORMS.register("my_norm")
+    class MyNorm(Normalizer): ...
+
+Third-party packages register through the entry-point groups ``ablate.norms``, ``ablate.backbones``,
+``ablate.tasks`` and ``ablate.datasets``; they are imported lazily, on first use of their key or when
+listing, and a plugin that fails to import only warns until an experiment asks for it.
+Set ``ABLATE_DISABLE_PLUGIN_AUTOLOAD=1`` to ignore entry points.
+"""
+
+from __future__ import annotations
+
+from ._registry import BACKBONES, DATASETS, NORMS, REGISTRIES, TASKS, Entry, Registry
+
+__all__ = ["BACKBONES", "DATASETS", "NORMS", "REGISTRIES", "TASKS", "Entry", "Registry"]

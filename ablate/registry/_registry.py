@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Generic, TypeVar
+
+from ablate.errors import RegistryError, did_you_mean
+
+T = TypeVar("T")
+
+_BUILTIN_SOURCE = "ablate"
+# Modules that register the built-in components of each axis; imported on first lookup so that
+# `import ablate.registry` stays cheap.
+_BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
+    "norms": ("ablate.norms",),
+    "backbones": ("ablate.backbones",),
+    "tasks": ("ablate.tasks",),
+    "datasets": ("ablate.data",),
+}
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered component and where it came from."""
+
+    kind: str
+    key: str
+    obj: T
+    source: str  # distribution name ("ablate" for built-ins) or the defining module
+    version: str
+    description: str
+
+
+@dataclass
+class _Pending:
+    """An entry point not imported yet, or one that failed to import."""
+
+    name: str
+    value: str
+    dist: str
+    version: str
+    error: str | None = None
+
+
+def _first_line(obj: object) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _ablate_version() -> str:
+    from ablate import __version__
+
+    return __version__
+
+
+class Registry(Generic[T]):
+    """A name → component mapping for one axis (norms, backbones, tasks, datasets)."""
+
+    def __init__(self, kind: str, group: str | None = None) -> None:
+        self.kind = kind
+        self.group = group or f"ablate.{kind}"
+        self._entries: dict[str, Entry[T]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._builtins_loaded = False
+        self._plugins_scanned = False
+        # set while a plugin module is imported, so its decorators record the distribution
+        self._loading: _Pending | None = None
+
+    # registration -------------------------------------------------------------------------
+    def register(self, key: str, *, description: str | None = None) -> Callable[[T], T]:
+        """Decorator: register ``obj`` under ``key``."""
+        if not isinstance(key, str) or not key:
+            raise RegistryError(f"{self.kind}: a registry key must be a non-empty string, got {key!r}")
+
+        def deco(obj: T) -> T:
+            self.add(key, obj, description=description)
+            return obj
+
+        return deco
+
+    def add(self, key: str, obj: T, *, description: str | None = None, source: str | None = None,
+            version: str | None = None) -> None:
+        if source is None:
+            if self._loading is not None:
+                source, version = self._loading.dist, self._loading.version
+            else:
+                module = getattr(obj, "__module__", "") or ""
+                if module == "ablate" or module.startswith("ablate."):
+                    source, version = _BUILTIN_SOURCE, _ablate_version()
+                else:
+                    source, version = _dist_of_module(module)
+        if key in self._entries:
+            old = self._entries[key]
+            raise RegistryError(
+                f"duplicate {self.kind} key {key!r}: already registered by {old.source} "
+                f"({_qualname(old.obj)}), registered again by {source} ({_qualname(obj)})"
+            )
+        self._entries[key] = Entry(self.kind, key, obj, source, version or "", description or _first_line(obj))
+
+    # lookup -------------------------------------------------------------------------------
+    def get(self, key: str) -> T:
+        return self.entry(key).obj
+
+    def entry(self, key: str) -> Entry[T]:
+        self._load_builtins()
+        if key in self._entries:
+            return self._entries[key]
+        self._scan_plugins()
+        pending = self._pending.get(key)
+        if pending is not None:
+            self._import_pending(pending)
+            if key in self._entries:
+                return self._entries[key]
+            raise RegistryError(
+                f"{self.kind} {key!r} comes from plugin {pending.dist} {pending.version}, which failed to "
+                f"import: {pending.error}"
+            )
+        valid = self.keys()
+        raise RegistryError(
+            f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {key!r}"
+            f"{did_you_mean(key, valid)}; valid: {', '.join(valid)}"
+        )
+
+    def __contains__(self, key: object) -> bool:
+        self._load_builtins()
+        self._scan_plugins()
+        return key in self._entries or key in self._pending
+
+    def keys(self) -> list[str]:
+        """All known keys, including plugins not imported yet."""
+        self._load_builtins()
+        self._scan_plugins()
+        return sorted(set(self._entries) | {k for k, p in self._pending.items() if p.error is None})
+
+    def entries(self) -> list[Entry[T]]:
+        """Every entry, importing all plugins (a broken plugin warns and is skipped)."""
+        self._load_builtins()
+        self._scan_plugins()
+        for pending in list(self._pending.values()):
+            self._import_pending(pending)
+        return [self._entries[k] for k in sorted(self._entries)]
+
+    def broken(self) -> list[tuple[str, str, str]]:
+        """(key, distribution, error) of plugins that failed to import."""
+        return [(p.name, p.dist, p.error) for p in self._pending.values() if p.error]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def unregister(self, key: str) -> None:
+        """Remove a key (for tests and interactive use)."""
+        self._entries.pop(key, None)
+
+    # loading ------------------------------------------------------------------------------
+    def _load_builtins(self) -> None:
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        for module in _BUILTIN_MODULES.get(self.kind, ()):
+            importlib.import_module(module)
+
+    def _scan_plugins(self) -> None:
+        if self._plugins_scanned:
+            return
+        self._plugins_scanned = True
+        if os.environ.get("ABLATE_DISABLE_PLUGIN_AUTOLOAD", "").lower() in {"1", "true", "yes"}:
+            return
+        for ep in metadata.entry_points(group=self.group):
+            if ep.name in self._entries or ep.name in self._pending:
+                continue
+            dist = getattr(ep, "dist", None)
+            name = dist.metadata["Name"] if dist is not None else ep.value.split(":")[0]
+            version = dist.version if dist is not None else ""
+            self._pending[ep.name] = _Pending(ep.name, ep.value, name, version)
+
+    def _import_pending(self, pending: _Pending) -> None:
+        if pending.error is not None or pending.name in self._entries:
+            return
+        self._loading = pending
+        try:
+            obj = metadata.EntryPoint(pending.name, pending.value, self.group).load()
+            if pending.name not in self._entries:
+                self.add(pending.name, obj, source=pending.dist, version=pending.version)
+        except RegistryError as err:
+            pending.error = str(err)
+            warnings.warn(f"ablate plugin {pending.dist}: {err}", stacklevel=3)
+        except Exception as err:  # a broken plugin must not break the host
+            pending.error = f"{type(err).__name__}: {err}"
+            warnings.warn(
+                f"ablate plugin {pending.dist} {pending.version} ({self.group} {pending.name!r} = "
+                f"{pending.value}) failed to import and is skipped: {pending.error}",
+                stacklevel=3,
+            )
+        finally:
+            self._loading = None
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def _dist_of_module(module: str) -> tuple[str, str]:
+    top = module.split(".")[0]
+    try:
+        dists = metadata.packages_distributions().get(top, [])
+        if dists:
+            return dists[0], metadata.version(dists[0])
+    except Exception:  # metadata can be odd in editable or zipped installs
+        pass
+    return module or "?", ""
+
+
+NORMS: Registry[Any] = Registry("norms")
+BACKBONES: Registry[Any] = Registry("backbones")
+TASKS: Registry[Any] = Registry("tasks")
+DATASETS: Registry[Any] = Registry("datasets")
+REGISTRIES: dict[str, Registry[Any]] = {r.kind: r for r in (NORMS, BACKBONES, TASKS, DATASETS)}
