@@ -4,7 +4,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from ablate.errors import SpecError
@@ -56,6 +55,13 @@ class Normalizer(nn.Module):
         """Re-weight a residual branch's output (identity unless LayerScale/ReZero-like)."""
         return out
 
+    @classmethod
+    def at_site(cls, site: str, params: Mapping[str, Any]) -> tuple[type[Normalizer], Mapping[str, Any]]:
+        """The class and params to build at ``site``. Variants whose effect is a residual gate
+        (LayerScale, ReZero) build their plain counterpart at the embed/final sites, which wrap no
+        branch: a gate there would be a parameter no gradient ever reaches."""
+        return cls, params
+
     def residual(self, x: Tensor, branch: Callable[[Tensor], Tensor]) -> Tensor:
         """The pre-norm residual update ``x + gate(σ · branch(norm(x)))`` (σ only with rescale).
 
@@ -104,8 +110,9 @@ class NormVariant:
         if site in self.sites:
             cls, params = self.sites[site]
             return cls(dim, **params)
-        rescale = self.rescale and site in RESIDUAL_SITES
-        return self.normalizer(dim, rescale=rescale, **self.params)
+        residual = site in RESIDUAL_SITES
+        cls, params = (self.normalizer, self.params) if residual else self.normalizer.at_site(site, self.params)
+        return cls(dim, rescale=self.rescale and residual, **params)
 
     @property
     def batch_dependent(self) -> bool:

@@ -48,8 +48,9 @@ class _Pending:
 
 
 def _first_line(obj: object) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The docstring's first paragraph on one line (a summary wrapped over two lines stays whole)."""
+    doc = (inspect.getdoc(obj) or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def _ablate_version() -> str:
@@ -66,6 +67,9 @@ class Registry(Generic[T]):
         self.group = group or f"ablate.{kind}"
         self._entries: dict[str, Entry[T]] = {}
         self._pending: dict[str, _Pending] = {}
+        # entry points whose key was taken already (by a built-in or another plugin): reported, not loaded
+        self._conflicts: list[_Pending] = []
+        self._plugin_keys: set[str] = set()  # keys registered while importing a plugin
         self._builtins_loaded = False
         self._plugins_scanned = False
         # set while a plugin module is imported, so its decorators record the distribution
@@ -85,6 +89,8 @@ class Registry(Generic[T]):
 
     def add(self, key: str, obj: T, *, description: str | None = None, source: str | None = None,
             version: str | None = None) -> None:
+        if self._loading is not None:
+            self._plugin_keys.add(key)
         if source is None:
             if self._loading is not None:
                 source, version = self._loading.dist, self._loading.version
@@ -118,7 +124,7 @@ class Registry(Generic[T]):
                 return self._entries[key]
             raise RegistryError(
                 f"{self.kind} {key!r} comes from plugin {pending.dist} {pending.version}, which failed to "
-                f"import: {pending.error}"
+                f"load: {pending.error}"
             )
         valid = self.keys()
         raise RegistryError(
@@ -129,7 +135,10 @@ class Registry(Generic[T]):
     def __contains__(self, key: object) -> bool:
         self._load_builtins()
         self._scan_plugins()
-        return key in self._entries or key in self._pending
+        if key in self._entries:
+            return True
+        pending = self._pending.get(key)  # type: ignore[call-overload]
+        return pending is not None and pending.error is None
 
     def keys(self) -> list[str]:
         """All known keys, including plugins not imported yet."""
@@ -146,8 +155,9 @@ class Registry(Generic[T]):
         return [self._entries[k] for k in sorted(self._entries)]
 
     def broken(self) -> list[tuple[str, str, str]]:
-        """(key, distribution, error) of plugins that failed to import."""
-        return [(p.name, p.dist, p.error) for p in self._pending.values() if p.error]
+        """(key, distribution, error) of plugins that failed to import or clash with a taken key."""
+        failed = [p for p in self._pending.values() if p.error] + self._conflicts
+        return [(p.name, f"{p.dist} {p.version}".strip(), p.error or "") for p in failed]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -158,6 +168,18 @@ class Registry(Generic[T]):
     def unregister(self, key: str) -> None:
         """Remove a key (for tests and interactive use)."""
         self._entries.pop(key, None)
+
+    def reload_plugins(self) -> None:
+        """Forget every entry-point plugin and scan again on next use (after installing one, or in tests).
+
+        Built-ins and keys registered in code stay; a plugin module already imported is not re-imported.
+        """
+        for key in self._plugin_keys:
+            self._entries.pop(key, None)
+        self._plugin_keys.clear()
+        self._pending.clear()
+        self._conflicts.clear()
+        self._plugins_scanned = False
 
     # loading ------------------------------------------------------------------------------
     def _load_builtins(self) -> None:
@@ -174,12 +196,26 @@ class Registry(Generic[T]):
         if os.environ.get("ABLATE_DISABLE_PLUGIN_AUTOLOAD", "").lower() in {"1", "true", "yes"}:
             return
         for ep in metadata.entry_points(group=self.group):
-            if ep.name in self._entries or ep.name in self._pending:
-                continue
             dist = getattr(ep, "dist", None)
             name = dist.metadata["Name"] if dist is not None else ep.value.split(":")[0]
             version = dist.version if dist is not None else ""
-            self._pending[ep.name] = _Pending(ep.name, ep.value, name, version)
+            # A key offered twice is never resolved silently: a clash with a built-in keeps the
+            # built-in and reports the plugin; two plugins with one key make the key an error.
+            if ep.name in self._entries:
+                old = self._entries[ep.name]
+                error = (f"duplicate {self.kind} key {ep.name!r}: already registered by {old.source} "
+                         f"({_qualname(old.obj)}), registered again by {name} {version} ({ep.value}); "
+                         "the plugin's entry is ignored")
+                self._conflicts.append(_Pending(ep.name, ep.value, name, version, error))
+                warnings.warn(f"ablate plugin {name}: {error}", stacklevel=3)
+            elif ep.name in self._pending:
+                first = self._pending[ep.name]
+                first.error = (f"duplicate {self.kind} key {ep.name!r}: registered by {first.dist} "
+                               f"{first.version} ({first.value}) and by {name} {version} ({ep.value}); "
+                               "uninstall one of them")
+                warnings.warn(f"ablate plugins: {first.error}", stacklevel=3)
+            else:
+                self._pending[ep.name] = _Pending(ep.name, ep.value, name, version)
 
     def _import_pending(self, pending: _Pending) -> None:
         if pending.error is not None or pending.name in self._entries:

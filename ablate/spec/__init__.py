@@ -6,6 +6,19 @@
 
 from __future__ import annotations
 
+from ._load import (
+    AXES,
+    CORE_AXES,
+    SEARCH_METRICS,
+    ExperimentSpec,
+    ResourceSpec,
+    SearchParam,
+    SearchSpec,
+    TrackingSpec,
+    apply_overrides,
+    load_experiment,
+    parse_experiment,
+)
 from ._types import (
     CellSpec,
     Component,
@@ -18,12 +31,23 @@ from ._types import (
 )
 
 __all__ = [
+    "AXES",
+    "CORE_AXES",
+    "SEARCH_METRICS",
     "CellSpec",
     "Component",
+    "ExperimentSpec",
     "OptimizerSpec",
     "ProbeSpec",
+    "ResourceSpec",
     "ScheduleSpec",
+    "SearchParam",
+    "SearchSpec",
+    "TrackingSpec",
     "TrainSpec",
+    "apply_overrides",
     "build_dataclass",
     "flatten",
+    "load_experiment",
+    "parse_experiment",
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -127,7 +128,7 @@ class CellSpec:
             "data": self.data.to_config(),
         }
 
-    @property
+    @functools.cached_property  # frozen, so the hash never goes stale; expand() asks for it per cell
     def id(self) -> str:
         blob = json.dumps(self.to_config(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]

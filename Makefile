@@ -1,0 +1,38 @@
+# ablate — developer entry points. `make quickstart` and `make test` are the README's two commands.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export MLFLOW_DISABLE_TELEMETRY := true
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: setup quickstart test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch is pinned first: the CPU build on disk. A torch *range* in a fresh venv pulls a CUDA build.
+setup: $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e plugins/ablate-scalenorm --no-deps
+
+quickstart: setup
+	$(BIN)/ablate run experiments/quickstart.yaml
+
+test: setup
+	$(BIN)/python -m pytest tests plugins/ablate-scalenorm/tests
+
+lint:
+	$(BIN)/ruff check ablate tests benchmarks plugins
+	$(BIN)/mypy ablate
+
+bench:
+	$(BIN)/python benchmarks/bench_norms.py
+	$(BIN)/python benchmarks/bench_step.py
+	$(BIN)/python benchmarks/bench_probes.py
+	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_dashboard.py
+
+clean:
+	rm -rf .ablate .pytest_cache

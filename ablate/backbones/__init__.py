@@ -1,0 +1,116 @@
+"""The IR-transformer model zoo: SwinIR and HAT presets, any norm variant, any input size.
+
+    import torch
+    from ablate.backbones import build_backbone, validate_backbone
+    from ablate.norms import resolve_norm
+    validate_backbone({"name": "swinir-tiny", "embed_dim": 64})
+    model = build_backbone({"name": "swinir-tiny", "embed_dim": 64}, resolve_norm("i_ln"), scale=2)
+    print(model(torch.rand(2, 3, 24, 24)).shape, model.num_parameters())   # (2, 3, 48, 48)
+
+Presets (``BACKBONES.keys()``): swinir-tiny, swinir-light, swinir, hat-tiny, hat-mini, hat. Every
+hyperparameter of a preset can be overridden in the spec (``embed_dim``, ``depths``, ``num_heads``,
+``window_size``, ``mlp_ratio``, ``upsampler``, ``num_feat``, ``qkv_bias``, ``stdnorm``; HAT adds
+``compress_ratio``, ``squeeze_factor``, ``conv_scale``, ``overlap_ratio``).
+
+A plugin backbone registers a factory ``factory(norm, scale, **params) -> IRModel`` in the
+``ablate.backbones`` entry-point group; a ``configure(params, where)`` method, if it has one, is used
+to validate params, otherwise its signature is.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, cast
+
+from torch import nn
+
+from ablate.errors import AblateError, RegistryError, SpecError
+from ablate.norms import NormVariant, resolve_norm
+from ablate.registry import BACKBONES
+
+from . import hat, swinir  # noqa: F401  (registers the presets)
+from ._common import SCALES, BackboneConfig, BackbonePreset, IRModel, ResidualGroup, ResidualGroupModel
+from .hat import HAT, HATConfig
+from .swinir import SwinIR
+
+__all__ = [
+    "HAT",
+    "BackboneConfig",
+    "BackbonePreset",
+    "HATConfig",
+    "IRModel",
+    "ResidualGroup",
+    "ResidualGroupModel",
+    "SwinIR",
+    "build_backbone",
+    "validate_backbone",
+]
+
+
+def _split(spec: Any, where: str) -> tuple[str, dict[str, Any], str]:
+    """(name, params, key path of the name) from a str, a mapping or a Component."""
+    if isinstance(spec, str):
+        return spec, {}, where
+    if isinstance(spec, Mapping):
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"{where}.name", "a backbone name", name)
+        return name, {k: v for k, v in spec.items() if k != "name"}, f"{where}.name"
+    if hasattr(spec, "name") and hasattr(spec, "kwargs"):  # ablate.spec.Component
+        return spec.name, dict(spec.kwargs), where
+    raise SpecError(where, "a backbone name or a mapping with 'name'", spec)
+
+
+def _factory(name: str, where: str) -> Any:
+    try:
+        return BACKBONES.get(name)
+    except RegistryError as err:
+        raise SpecError(where, "a registered backbone", name, hint=str(err)) from None
+
+
+def _check_params(factory: Any, name: str, params: dict[str, Any], where: str) -> None:
+    configure = getattr(factory, "configure", None)
+    if callable(configure):
+        configure(params, where)
+        return
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    accepted = [p for p in sig.parameters if p not in ("norm", "scale")]
+    for key in params:
+        if key not in accepted:
+            raise SpecError(f"{where}.{key}", f"a parameter of backbone {name!r} "
+                            f"(accepted: {', '.join(accepted) or 'none'})", key)
+
+
+def validate_backbone(spec: Any, *, where: str = "backbone") -> None:
+    """Check a backbone spec without building it: known preset, known params, right types.
+
+    Raises :class:`SpecError` with the key path (``backbone.depths: expected …, got …``).
+    """
+    name, params, name_path = _split(spec, where)
+    _check_params(_factory(name, name_path), name, params, where)
+
+
+def build_backbone(spec: Any, norm: NormVariant | str | Mapping[str, Any], scale: int, *,
+                   where: str = "backbone") -> IRModel:
+    """Build the backbone ``spec`` (name, mapping or Component) with norm variant ``norm``.
+
+    ``norm`` is normally a resolved :class:`NormVariant`; a norm spec is resolved for convenience.
+    ``scale`` ∈ {1, 2, 3, 4}: 1 restores at the same size (denoising, JPEG), else super-resolves.
+    """
+    if isinstance(scale, bool) or scale not in SCALES:
+        raise SpecError("scale", f"one of {', '.join(map(str, SCALES))}", scale)
+    if not isinstance(norm, NormVariant):
+        norm = resolve_norm(norm)
+    name, params, name_path = _split(spec, where)
+    factory = _factory(name, name_path)
+    _check_params(factory, name, params, where)
+    model = factory(norm=norm, scale=scale, **params)
+    if not isinstance(model, nn.Module) or not hasattr(model, "probe_sites"):
+        raise AblateError(f"backbone {name!r}: its factory returned {type(model).__name__}, not an IRModel")
+    return cast(IRModel, model)

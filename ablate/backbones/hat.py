@@ -1,0 +1,215 @@
+"""HAT (Chen et al., CVPR 2023): hybrid attention = window attention + channel attention, plus overlapping
+cross-attention between groups of blocks.
+
+    import torch
+    from ablate.backbones import build_backbone
+    from ablate.norms import resolve_norm
+    model = build_backbone({"name": "hat-tiny", "window_size": 8}, resolve_norm("i_ln"), scale=4)
+    y = model(torch.rand(1, 3, 20, 20))            # (1, 3, 80, 80)
+    print(list(model.probe_sites())[:4])           # ['g0.b0', 'g0.b1', 'g0.ocab', 'g1.b0']
+
+Structure (skeleton: :class:`ResidualGroupModel`): conv 3×3 → patch embed (norm site ``embed``) →
+residual hybrid attention groups (RHAG: ``depth`` HABs with alternating shift, one OCAB, a 3×3 conv,
+plus the group residual) → final norm (site ``final``) → conv 3×3 + long skip → pixelshuffle head.
+
+In a HAB the window attention and the channel-attention conv branch (CAB) both read norm1's output
+and are summed inside *one* residual branch, ``attn(y) + conv_scale · cab(y)``, so a rescaling norm
+variant (i-LN) multiplies them together by its σ, as the paper specifies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ablate.errors import SpecError
+from ablate.norms import NormVariant
+from ablate.registry import BACKBONES
+
+from ._common import (
+    BackboneConfig,
+    BackbonePreset,
+    Mlp,
+    ResidualGroup,
+    ResidualGroupModel,
+    WindowAttention,
+    relative_position_index,
+    to_image,
+    to_tokens,
+    window_partition,
+    window_reverse,
+    windowed_attention,
+)
+
+
+@dataclass(frozen=True)
+class HATConfig(BackboneConfig):
+    """SwinIR's hyperparameters plus HAT's conv branch and overlapping cross-attention."""
+
+    compress_ratio: int = 3  # CAB hidden channels = C / compress_ratio
+    squeeze_factor: int = 30  # channel-attention bottleneck = C / squeeze_factor
+    conv_scale: float = 0.01  # weight of the CAB branch inside the HAB attention branch
+    overlap_ratio: float = 0.5  # OCAB key/value window = window · (1 + overlap_ratio)
+
+    @property
+    def overlap_window(self) -> int:
+        return self.window_size + int(self.window_size * self.overlap_ratio)
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if self.embed_dim // self.compress_ratio < 1:
+            raise SpecError(f"{where}.compress_ratio", f"at most embed_dim ({self.embed_dim})", self.compress_ratio)
+        if self.embed_dim // self.squeeze_factor < 1:
+            raise SpecError(f"{where}.squeeze_factor", f"at most embed_dim ({self.embed_dim})", self.squeeze_factor)
+        if (self.overlap_window - self.window_size) % 2:
+            # the overlapping window extends equally on both sides of the query window
+            raise SpecError(f"{where}.overlap_ratio", f"a ratio making window_size·overlap_ratio "
+                            f"(here {self.window_size}·r) round down to an even number", self.overlap_ratio)
+
+
+class ChannelAttentionBlock(nn.Module):
+    """CAB: conv 3×3 C→C/compress, GELU, conv 3×3 back to C, then squeeze-excitation channel attention."""
+
+    def __init__(self, dim: int, compress_ratio: int, squeeze_factor: int) -> None:
+        super().__init__()
+        hidden, squeezed = dim // compress_ratio, dim // squeeze_factor
+        self.body = nn.Sequential(nn.Conv2d(dim, hidden, 3, 1, 1), nn.GELU(), nn.Conv2d(hidden, dim, 3, 1, 1))
+        self.attention = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),  # per image: no statistic crosses the batch
+            nn.Conv2d(dim, squeezed, 1), nn.ReLU(inplace=True), nn.Conv2d(squeezed, dim, 1), nn.Sigmoid(),
+        )
+
+    def forward(self, y: Tensor, hw: tuple[int, int]) -> Tensor:
+        f = self.body(to_image(y, hw))
+        return to_tokens(f * self.attention(f))
+
+
+class HybridAttentionBlock(nn.Module):
+    """HAB: x + [attn(norm1(x)) + conv_scale·cab(norm1(x))], then x + mlp(norm2(x)). A probe site."""
+
+    def __init__(self, config: HATConfig, num_heads: int, shift: int, norm: NormVariant) -> None:
+        super().__init__()
+        dim = config.embed_dim
+        self.conv_scale = config.conv_scale
+        self.norm1 = norm(dim, "attn")
+        self.attn = WindowAttention(dim, num_heads, config.window_size, shift, config.qkv_bias)
+        self.cab = ChannelAttentionBlock(dim, config.compress_ratio, config.squeeze_factor)
+        self.norm2 = norm(dim, "ffn")
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratio))
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        x = self.norm1.residual(x, lambda y: self.attn(y, hw) + self.conv_scale * self.cab(y, hw))
+        return self.norm2.residual(x, self.mlp)
+
+
+class OverlappingCrossAttention(nn.Module):
+    """Queries from non-overlapping windows; keys/values from enlarged windows around them.
+
+    The key/value windows (side ``overlap``) are cut with ``unfold`` at stride ``window``, zero-padded
+    at the border (as HAT does), so every query window sees a margin of (overlap − window)/2 pixels.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window: int, overlap: int, qkv_bias: bool) -> None:
+        super().__init__()
+        self.num_heads, self.window, self.overlap = num_heads, window, overlap
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((window + overlap - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def position_bias(self) -> Tensor:
+        """(heads, N, M) bias, N = window², M = overlap²."""
+        index = relative_position_index(self.window, self.overlap, self.relative_position_bias_table.device)
+        n, m = self.window ** 2, self.overlap ** 2
+        return self.relative_position_bias_table[index.view(-1)].view(n, m, -1).permute(2, 0, 1)
+
+    def forward(self, y: Tensor, hw: tuple[int, int]) -> Tensor:
+        b, _, c = y.shape
+        heads, d, window, overlap = self.num_heads, c // self.num_heads, self.window, self.overlap
+        q, kv = self.qkv(y).split((c, 2 * c), dim=-1)
+        q = window_partition(q.reshape(b, hw[0], hw[1], c), window)  # (B, nW, N, C)
+        nw, n = q.shape[1], q.shape[2]
+        q = q.view(b, nw, n, heads, d).transpose(2, 3)  # (B, nW, h, N, d)
+        # (B, 2C·M, nW): channel-major columns, channel = (k|v, head, d)
+        cols = F.unfold(to_image(kv, hw), overlap, stride=window, padding=(overlap - window) // 2)
+        m = overlap * overlap
+        k, v = cols.view(b, 2, heads, d, m, nw).permute(1, 0, 5, 2, 4, 3).unbind(0)  # (B, nW, h, M, d)
+        out = windowed_attention(q, k, v, self.position_bias(), None)  # (B, nW, h, N, d)
+        out = window_reverse(out.transpose(2, 3).reshape(b, nw, n, c), window, hw)
+        return self.proj(out.reshape(b, -1, c))
+
+    def extra_repr(self) -> str:
+        return f"heads={self.num_heads}, window={self.window}, overlap={self.overlap}"
+
+
+class OverlappingCrossAttentionBlock(nn.Module):
+    """OCAB: x + proj(ocattn(norm1(x))), then x + mlp(norm2(x)). A probe site (``g{i}.ocab``)."""
+
+    def __init__(self, config: HATConfig, num_heads: int, norm: NormVariant) -> None:
+        super().__init__()
+        dim = config.embed_dim
+        self.norm1 = norm(dim, "attn")
+        self.attn = OverlappingCrossAttention(dim, num_heads, config.window_size, config.overlap_window,
+                                              config.qkv_bias)
+        self.norm2 = norm(dim, "ffn")
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratio))
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        x = self.norm1.residual(x, lambda y: self.attn(y, hw))
+        return self.norm2.residual(x, self.mlp)
+
+
+class ResidualHybridAttentionGroup(ResidualGroup):
+    """RHAG: ``depth`` HABs (shift 0, window/2, …), one OCAB, a 3×3 conv, plus the group's input."""
+
+    def __init__(self, config: HATConfig, depth: int, num_heads: int, norm: NormVariant) -> None:
+        super().__init__()
+        w = config.window_size
+        self.blocks = nn.ModuleList(
+            HybridAttentionBlock(config, num_heads, 0 if j % 2 == 0 else w // 2, norm) for j in range(depth)
+        )
+        self.ocab = OverlappingCrossAttentionBlock(config, num_heads, norm)
+        self.conv = nn.Conv2d(config.embed_dim, config.embed_dim, 3, 1, 1)
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        residual = x
+        for block in self.blocks:
+            x = block(x, hw)
+        x = self.ocab(x, hw)
+        return to_tokens(self.conv(to_image(x, hw))) + residual
+
+    def sites(self) -> list[tuple[str, nn.Module]]:
+        return [(f"b{j}", block) for j, block in enumerate(self.blocks)] + [("ocab", self.ocab)]
+
+
+class HAT(ResidualGroupModel):
+    """HAT: the shared skeleton with RHAG residual groups."""
+
+    config_class = HATConfig
+    config: HATConfig
+
+    def make_group(self, index: int, norm: NormVariant) -> ResidualGroup:
+        return ResidualHybridAttentionGroup(self.config, self.config.depths[index], self.config.heads(index), norm)
+
+
+BACKBONES.add("hat-tiny", BackbonePreset(
+    "hat-tiny", HAT,
+    HATConfig(embed_dim=48, depths=(2, 2), num_heads=4, window_size=8, mlp_ratio=2.0, compress_ratio=3,
+              squeeze_factor=16, conv_scale=0.01, overlap_ratio=0.5, upsampler="pixelshuffle", num_feat=32),
+    "HAT, CPU quickstart size: embed 48, 2 groups x 2 HABs + OCAB, 4 heads, window 8, pixelshuffle(32).",
+))
+BACKBONES.add("hat-mini", BackbonePreset(
+    "hat-mini", HAT,
+    HATConfig(embed_dim=96, depths=(6,) * 6, num_heads=6, window_size=16, mlp_ratio=2.0, compress_ratio=24,
+              squeeze_factor=24, conv_scale=0.01, overlap_ratio=0.5, upsampler="pixelshuffle", num_feat=64),
+    "HAT-mini, the i-LN paper's small HAT: embed 96, 6 groups x 6 HABs, 6 heads, window 16.",
+))
+BACKBONES.add("hat", BackbonePreset(
+    "hat", HAT,
+    HATConfig(embed_dim=180, depths=(6,) * 6, num_heads=6, window_size=16, mlp_ratio=2.0, compress_ratio=3,
+              squeeze_factor=30, conv_scale=0.01, overlap_ratio=0.5, upsampler="pixelshuffle", num_feat=64),
+    "HAT (published): embed 180, 6 groups x 6 HABs, 6 heads, window 16 (20.8M params at x4).",
+))

@@ -1,0 +1,52 @@
+"""``ablate report``: the ablation table of an experiment, for papers (Markdown, CSV or LaTeX).
+
+    ablate report norm-ablation-quick --format latex
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._options import state_dir_option, tracking_option
+
+
+@click.command("report")
+@click.argument("experiment", metavar="NAME")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True,
+              help="md: Markdown tables; csv: one row per (variant, column) with every number; latex: tabular.")
+@click.option("--spec", default=None, metavar="SPEC",
+              help="Dashboard spec whose table layout to use (default: the norm-ablation layout).")
+@click.option("--metric", default=None, metavar="KEY", help="Summary metric to tabulate (default: final/psnr).")
+@click.option("--baseline", default=None, metavar="VARIANT",
+              help="Variant for paired differences (default: token_ln if present).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of printing.")
+@state_dir_option
+@tracking_option
+def command(experiment: str, fmt: str, spec: str | None, metric: str | None, baseline: str | None,
+            output: Path | None, state_dir: Path, tracking_uri: str | None) -> None:
+    """Print the ablation table of experiment NAME: mean ± std over seeds, best per column, and
+    paired differences against the baseline (95% CI and a paired t-test with ≥ 2 seeds).
+
+    \b
+        ablate report norm-ablation-quick
+        ablate report norm-ablation-quick --format latex --metric final/ssim
+        ablate report norm-ablation-quick --format csv -o table.csv
+    """
+    from ablate.report import ablation_table
+    from ablate.track import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, None, state_dir)
+    table = ablation_table(experiment, uri, spec, state_dir=state_dir, metric=metric, baseline=baseline)
+    text = table.to_format(fmt)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+    if fmt == "csv":  # notes would corrupt the CSV on stdout
+        for note in table.notes:
+            click.echo(f"note: {note}", err=True)

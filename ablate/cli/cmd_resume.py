@@ -1,0 +1,24 @@
+"""`ablate resume`: continue an interrupted sweep."""
+
+from __future__ import annotations
+
+import click
+
+from ._options import cluster_options, state_dir_option, tracking_option
+from .cmd_run import sweep_command
+
+
+@click.command("resume")
+@click.argument("file", type=click.Path(dir_okay=False))
+@state_dir_option
+@tracking_option
+@cluster_options
+def command(**kwargs: object) -> None:
+    """Continue an experiment: finished cells are kept, interrupted ones resume from their checkpoint.
+
+    \b
+        ablate resume experiments/quickstart.yaml
+
+    The same as `ablate run FILE` without --force; it exists so the intent reads clearly.
+    """
+    sweep_command(force=False, dashboard=True, **kwargs)  # type: ignore[arg-type]

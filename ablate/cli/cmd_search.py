@@ -1,0 +1,32 @@
+"""`ablate search`: Optuna hyperparameter search per base cell."""
+
+from __future__ import annotations
+
+import click
+
+from ._options import cluster_options, load, state_dir_option, tracking_option
+
+
+@click.command("search")
+@click.argument("file", type=click.Path(dir_okay=False))
+@state_dir_option
+@tracking_option
+@cluster_options
+def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_per_trial,  # type: ignore[no-untyped-def]
+            max_concurrent) -> None:
+    """Tune hyperparameters with Optuna (TPE) on Ray Tune, one study per base cell of the grid.
+
+    \b
+        ablate search experiments/search-lr.yaml
+
+    The file needs a `search:` section: metric (val/psnr), mode (max), num_samples, space
+    ({train.optimizer.lr: {type: loguniform, low: 1e-4, high: 2e-3}}), scheduler (asha | none).
+    """
+    from ablate.tune import SweepOptions, run_search
+
+    spec = load(file)
+    summary = run_search(spec, SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
+                                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                                            max_concurrent=max_concurrent, dashboard=False))
+    click.echo(f"{spec.name}: {len(summary.statuses)} trials in {summary.wall_s:.0f} s; "
+               f"MLflow {summary.tracking_uri}")

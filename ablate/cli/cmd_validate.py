@@ -1,0 +1,44 @@
+"""``ablate validate``: check experiment files without running anything.
+
+    ablate validate experiments/quickstart.yaml
+"""
+
+from __future__ import annotations
+
+import click
+
+from ablate.errors import AblateError
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def command(files: tuple[str, ...]) -> None:
+    """Check experiment YAML files: schema, names, parameters, grid; runs nothing.
+
+    \b
+        ablate validate experiments/quickstart.yaml
+        ablate validate experiments/*.yaml        # several files: one line each
+
+    Prints "ok: N cells, NAME" per valid file. An invalid file prints one line naming the file,
+    the key path, what was expected and what was found; the exit status is then 2.
+    """
+    from ablate.spec import load_experiment
+    from ablate.sweep import expand
+
+    if len(files) == 1:  # one file: errors go through the CLI group's one-line handler
+        spec = load_experiment(files[0])
+        n = len(expand(spec))
+        click.echo(f"ok: {n} cell{'s' if n != 1 else ''}, {spec.name}")
+        return
+    failed = False
+    for file in files:
+        try:
+            spec = load_experiment(file)
+            n = len(expand(spec))
+        except AblateError as err:
+            click.echo(f"error: {err}", err=True)
+            failed = True
+            continue
+        click.echo(f"ok: {n} cell{'s' if n != 1 else ''}, {spec.name} ({file})")
+    if failed:
+        raise SystemExit(2)

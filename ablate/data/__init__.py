@@ -1,0 +1,40 @@
+"""Training data: image sources, seeded patch sampling, validation and probe batches.
+
+    from ablate.data import PairSampler, resolve_dataset, validation_pairs
+    ds = resolve_dataset("skimage")                       # or {name: folder, path: DIR}
+    sampler = PairSampler(ds, "sr-x2", patch_size=48, batch_size=4, seed=0)
+    lq, gt = sampler.batch(step=0)                        # a pure function of (seed, step)
+    pairs = validation_pairs(ds, "sr-x2", size=96, seed=0)
+
+Built-in datasets: ``skimage`` (the RGB images scikit-image ships, offline; the default),
+``folder`` (HR images, degraded on the fly by the task), ``paired`` (LQ/GT folders matched by stem).
+Missing, empty or unreadable folders/files and unmatched pairs raise :class:`ablate.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+from . import _folder, _skimage  # noqa: F401  (register the built-ins)
+from ._base import Dataset, Source, resolve_dataset
+from ._folder import FolderDataset, PairedDataset
+from ._io import IMAGE_EXTS, clear_cache, read_image
+from ._sampler import PairSampler, crop_pair, probe_batch, validation_pairs
+from ._skimage import SKIMAGE_IMAGES, SkimageDataset, available_skimage_images, load_skimage
+
+__all__ = [
+    "IMAGE_EXTS",
+    "SKIMAGE_IMAGES",
+    "Dataset",
+    "FolderDataset",
+    "PairSampler",
+    "PairedDataset",
+    "SkimageDataset",
+    "Source",
+    "available_skimage_images",
+    "clear_cache",
+    "crop_pair",
+    "load_skimage",
+    "probe_batch",
+    "read_image",
+    "resolve_dataset",
+    "validation_pairs",
+]

@@ -1,0 +1,34 @@
+"""Tables, plots and dashboards from an experiment's MLflow runs.
+
+    from ablate.report import build_dashboard, ablation_table
+    build_dashboard(None, "norm-ablation-quick", None, "dashboard.html")   # default spec, default store
+    print(ablation_table("norm-ablation-quick").to_markdown())
+
+The only subpackage that imports matplotlib, jinja2 and pandas. MLflow is read through
+:mod:`ablate.track` (:class:`ablate.track.RunStore`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Attributes load on first use (PEP 562): ``ablate.report.cellplot`` is imported by the sweep for
+# one plot per cell and should not pay for pandas, jinja2 and scipy.
+_EXPORTS = {
+    "ablation_table": "._dashboard", "build_dashboard": "._dashboard", "render_dashboard": "._dashboard",
+    "DashboardSpec": "._spec", "FilterSpec": "._spec", "PlotSpec": "._spec", "TableSpec": "._spec",
+    "load_dashboard_spec": "._spec", "parse_dashboard_spec": "._spec", "AblationTable": "._table",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))

@@ -1,0 +1,216 @@
+"""The cells of one or more experiments as a pandas table, plus the variant order and colours.
+
+    from ablate.report._data import load_cells
+    cells = load_cells(["norm-ablation-quick"], "sqlite:////abs/.ablate/mlflow.db", spec)
+    cells.frame[["variant", "column", "status", "final/psnr"]]
+
+Fields (table rows/columns, filters) name a cell attribute: ``norm`` (the variant label, tag
+``ablate.norm``), ``status``, ``experiment``, ``cell``, ``tags.<key>``, ``params.<key>`` or a bare
+param key (``seed``, ``task``, ``train.optimizer.lr``). A component param logged as a mapping
+(``backbone.name``, ``backbone.depth``…) reads back as one label, ``swinir(depth=2)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ablate.errors import AblateError, did_you_mean
+from ablate.track import RunStore, latest_per_cell
+
+from ._spec import DashboardSpec
+
+MISSING = "—"
+# tab10 first (distinct, colour-blind-friendlier than most), then tab20's light half for >10 variants
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")
+STATUS_ORDER = ("finished", "diverged", "failed", "pruned", "killed", "running")
+_SITE = re.compile(r"^feat/(?P<site>.+)/(?P<stat>[^/]+)$")
+_BLOCK = re.compile(r"^g(\d+)\.(?:b(\d+)|(ocab))$")
+
+
+def field_value(run: dict[str, Any], name: str) -> str:
+    """The value of field ``name`` for one run record, as a label ("—" when absent)."""
+    if name in ("norm", "variant"):
+        label = run.get("norm")
+        if label:
+            return str(label)
+        base = _param_label(run["params"], "norm")
+        rescale = run["params"].get("rescale")
+        return f"{base}+rescale" if rescale == "True" and base != MISSING else base
+    if name in ("status", "experiment", "cell", "pairing", "reason"):
+        value = run.get(name)
+        return str(value) if value not in (None, "") else MISSING
+    if name.startswith("tags."):
+        return str(run["tags"].get(name[5:], MISSING))
+    if name.startswith("params."):
+        return _param_label(run["params"], name[7:])
+    return _param_label(run["params"], name)
+
+
+def _param_label(params: dict[str, str], key: str) -> str:
+    if key in params:
+        return params[key]
+    prefix = key + "."
+    sub = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    if not sub:
+        return MISSING
+    name = sub.pop("name", key)
+    return name + ("(" + ",".join(f"{k}={v}" for k, v in sorted(sub.items())) + ")" if sub else "")
+
+
+def known_fields(runs: list[dict[str, Any]]) -> list[str]:
+    keys = {"norm", "status", "experiment", "cell"}
+    for run in runs:
+        for k in run["params"]:
+            keys.add(k)
+            keys.add(k.split(".", 1)[0])
+    return sorted(keys)
+
+
+def _matches(value: str, accepted: tuple[str, ...]) -> bool:
+    for want in accepted:
+        if value == want:
+            return True
+        try:
+            if float(value) == float(want):  # "0.0002" and "2e-4" are the same learning rate
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+def site_order(site: str) -> tuple[float, float, str]:
+    """Sort key shallow → deep: embed, g0.b0 … g0.bN, g0.ocab, g1.b0 …, anything else, final."""
+    if site in ("embed", "patch_embed"):
+        return (-1.0, 0.0, site)
+    if site == "final":
+        return (float("inf"), 0.0, site)
+    m = _BLOCK.match(site)
+    if m:
+        return (float(m.group(1)), float(m.group(2)) if m.group(2) is not None else 1e9, site)
+    return (1e12, 0.0, site)
+
+
+def sites_of(runs: list[dict[str, Any]], stat: str) -> list[str]:
+    """Every probe site that logged ``feat/<site>/<stat>`` in any run, shallow → deep."""
+    found = set()
+    for run in runs:
+        for key in run["metrics"]:
+            m = _SITE.match(key)
+            if m and m.group("stat") == stat:
+                found.add(m.group("site"))
+    return sorted(found, key=site_order)
+
+
+def pick_sites(available: list[str], picks: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``[(label, site)]``: shallow/middle/deep are the first, middle and last block (not ``final``)."""
+    blocks = [s for s in available if s != "final"] or list(available)
+    out: list[tuple[str, str]] = []
+    for pick in picks:
+        if pick == "all":
+            out.extend((s, s) for s in available)
+        elif pick in ("shallow", "middle", "deep") and blocks:
+            site = {"shallow": blocks[0], "middle": blocks[(len(blocks) - 1) // 2], "deep": blocks[-1]}[pick]
+            out.append((f"{pick} ({site})", site))
+        elif pick in available:
+            out.append((pick, pick))
+    seen: set[str] = set()
+    return [(lbl, s) for lbl, s in out if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
+
+
+@dataclass
+class Cells:
+    """One row per cell (the latest run of each cell id) with its fields and summary metrics."""
+
+    frame: pd.DataFrame
+    runs: dict[str, dict[str, Any]]  # run id -> run record
+    variants: list[str]
+    colours: dict[str, str]
+    columns: list[str]  # column-group labels, in order
+    store: RunStore
+    experiments: list[str]
+    sweeps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.frame.empty
+
+    def metric_keys(self) -> set[str]:
+        return {k for r in self.runs.values() for k in r["metrics"]}
+
+
+def order_variants(labels: list[str], baseline: str | None) -> list[str]:
+    """Baseline first (when present), the rest alphabetically: the same order on every plot."""
+    rest = sorted(set(labels) - {baseline})
+    return ([baseline] if baseline in labels else []) + rest
+
+
+def choose_baseline(labels: list[str], wanted: str | None) -> str | None:
+    if wanted is not None:
+        return wanted if wanted in labels else None
+    if "token_ln" in labels:
+        return "token_ln"
+    return sorted(labels)[0] if labels else None
+
+
+def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
+               store: RunStore | None = None) -> Cells:
+    """Read the experiments' cell runs and build :class:`Cells`.
+
+    Raises :class:`AblateError` when an experiment does not exist (naming the closest one); an
+    experiment without cell runs gives an empty frame.
+    """
+    store = store or RunStore(tracking_uri)
+    runs: list[dict[str, Any]] = []
+    sweeps: list[dict[str, Any]] = []
+    for name in experiments:
+        if store.experiment(name) is None:
+            names = store.experiment_names()
+            listed = ", ".join(names[:12]) + (" …" if len(names) > 12 else "") if names else "none"
+            raise AblateError(f"experiment {name!r} not found in {tracking_uri}{did_you_mean(name, names)} "
+                              f"(experiments there: {listed})")
+        every = store.runs(name, kind="all")
+        runs.extend(latest_per_cell(r for r in every if r["cell"]))
+        sweeps.extend(r for r in every if r["is_sweep"])
+    notes: list[str] = []
+    before = len(runs)
+    for key, accepted in spec.filters.params:
+        runs = [r for r in runs if _matches(field_value(r, key), accepted)]
+    if spec.filters.norms:
+        runs = [r for r in runs if field_value(r, "norm") in spec.filters.norms]
+    if before and len(runs) < before:
+        notes.append(f"filters kept {len(runs)} of {before} cells")
+    if runs:
+        fields_here = known_fields(runs)
+        for name in (spec.table.rows, *spec.table.columns):
+            base = name[7:] if name.startswith("params.") else name
+            if not name.startswith("tags.") and base not in fields_here and base.split(".")[0] not in fields_here:
+                raise AblateError(f"dashboard {spec.name!r}: table field {name!r} is not a param or tag of these "
+                                  f"cells{did_you_mean(base, fields_here)}")
+
+    rows = []
+    for r in runs:
+        col = " · ".join(field_value(r, c) for c in spec.table.columns) if spec.table.columns else "all cells"
+        row: dict[str, Any] = {
+            "run_id": r["run_id"], "cell": r["cell"], "experiment": r["experiment"], "status": r["status"],
+            "reason": r["reason"], "variant": field_value(r, "norm"), "row": field_value(r, spec.table.rows),
+            "column": col, "pairing": r["pairing"] or "", "seed": field_value(r, "seed"),
+            "run_name": r["run_name"],
+        }
+        row.update(r["metrics"])
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    variants_present = sorted(frame["variant"].unique()) if not frame.empty else []
+    baseline = choose_baseline(variants_present, spec.table.baseline)
+    variants = order_variants(variants_present, baseline)
+    colours = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
+    columns = list(dict.fromkeys(frame["column"])) if not frame.empty else []
+    columns.sort()
+    return Cells(frame=frame, runs={r["run_id"]: r for r in runs}, variants=variants, colours=colours,
+                 columns=columns, store=store, experiments=list(experiments), sweeps=sweeps, notes=notes)

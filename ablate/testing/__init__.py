@@ -1,0 +1,18 @@
+"""Contract checks for norm variants and backbones, shipped for plugin authors to reuse.
+
+    from ablate.testing import check_norm, check_backbone
+    check_norm("global_ln", rescale=True)        # a registry key, a NormVariant or a Normalizer class
+    check_backbone("swinir-tiny", norm="i_ln")   # builds it via ablate.backbones.build_backbone
+
+Each check runs on tiny CPU inputs in well under a second for small components and raises
+:class:`AssertionError` naming the component, the site and the broken rule; it returns what it checked
+so a caller can inspect it further. ablate's own test suite runs them over every registered component,
+so a plugin's tests need only ``check_norm("my_norm")`` (see ``plugins/ablate-scalenorm``).
+"""
+
+from __future__ import annotations
+
+from ._backbones import check_backbone
+from ._norms import check_norm
+
+__all__ = ["check_backbone", "check_norm"]

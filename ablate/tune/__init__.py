@@ -1,0 +1,14 @@
+"""Ray Tune driver: one trial per cell, MLflow logging by one writer on the driver.
+
+    from ablate.spec import load_experiment
+    from ablate.tune import run_sweep
+    summary = run_sweep(load_experiment("experiments/quickstart.yaml"))
+
+This is the only subpackage that imports ``ray``.
+"""
+
+from __future__ import annotations
+
+from ._runner import SweepOptions, SweepSummary, run_search, run_sweep
+
+__all__ = ["SweepOptions", "SweepSummary", "run_search", "run_sweep"]

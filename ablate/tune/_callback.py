@@ -1,0 +1,176 @@
+"""The single MLflow writer: a Tune callback on the driver, plus the live progress table."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ray import tune
+
+from ablate.spec import CellSpec
+
+from ._trial import CELL, FINAL, REASON, STATUS, STEP
+
+_METRIC_PREFIXES = ("train/", "val/", "feat/", "ref/", "final/", "best/", "time/")
+_SUMMARY_EXTRA = ("steps", "params")
+
+
+def _metrics_of(result: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in result.items():
+        if k.startswith(_METRIC_PREFIXES) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = float(v)
+    return out
+
+
+class SweepCallback(tune.Callback):
+    """Logs every trial to its MLflow child run, in batches, from the driver process only."""
+
+    def __init__(self, tracker: Any, parent_run_id: str, cells: dict[str, dict[str, Any]], state_dir: Path,
+                 stream: TextIO | None = None, refresh_s: float = 5.0, tags: dict[str, str] | None = None) -> None:
+        self.tracker = tracker
+        self.parent = parent_run_id
+        self.base_cells = cells  # cell configs by id (grid cells, or a search's base cells)
+        self.cells: dict[str, CellSpec] = {}
+        self.labels: dict[str, str] = {}
+        self.trial_cell: dict[str, str] = {}  # Ray trial id -> cell id
+        self.extra_tags = tags or {}
+        self.state_dir = state_dir
+        self.stream = stream or sys.stdout
+        self.refresh_s = refresh_s
+        self.runs: dict[str, str] = {}  # cell id -> run id
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.ended: set[str] = set()
+        self.traces: dict[str, list[tuple[int, dict[str, float]]]] = {}
+        self._last_print = 0.0
+        self.cell_seconds: dict[str, float] = {}
+
+    # Ray hooks ----------------------------------------------------------------------------
+    def _cell_id(self, trial: Any) -> str:
+        if trial.trial_id not in self.trial_cell:
+            from ablate.norms import resolve_norm
+
+            from ._trial import cell_of
+
+            cell = CellSpec.from_config(cell_of(trial.config, self.base_cells))
+            self.cells[cell.id] = cell
+            self.labels[cell.id] = resolve_norm(cell.norm.to_config(), cell.rescale).name
+            self.trial_cell[trial.trial_id] = cell.id
+        return self.trial_cell[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ensure_run(self._cell_id(trial))
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                        **info: Any) -> None:
+        cell_id = self._cell_id(trial)
+        run_id = self._ensure_run(cell_id)
+        row = self.rows[cell_id]
+        step = int(result.get(STEP, 0))
+        metrics = _metrics_of(result)
+        if result.get(FINAL):
+            summary = {k: v for k, v in metrics.items() if not k.startswith(("val/", "train/", "feat/"))}
+            summary.update({k: float(result[k]) for k in _SUMMARY_EXTRA if isinstance(result.get(k), (int, float))})
+            self._end(cell_id, str(result.get(STATUS, "failed")), str(result.get(REASON, "")), summary)
+            return
+        self.tracker.log(run_id, metrics, step)
+        row["step"] = step
+        if "val/psnr" in metrics:
+            row["psnr"] = metrics["val/psnr"]
+        msq = [v for k, v in metrics.items() if k.endswith("/msq")]
+        if msq:
+            row["max_msq"] = max(msq)
+            self.traces.setdefault(cell_id, []).append(
+                (step, {k: v for k, v in metrics.items() if k.startswith("feat/")}))
+        self._maybe_print()
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        cell_id = self._cell_id(trial)
+        err = getattr(trial, "error_msg", None) or "the trial's worker crashed"
+        self._end(cell_id, "failed", str(err).strip().splitlines()[-1][:500], {})
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        cell_id = self._cell_id(trial)
+        if cell_id not in self.ended:  # stopped by a scheduler before its final report
+            self._end(cell_id, "pruned", "stopped early by the scheduler", {})
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self.close()
+
+    # helpers --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """End every run still open as killed (interrupted sweep) and print the final table."""
+        for cell_id in list(self.runs):
+            if cell_id not in self.ended:
+                self._end(cell_id, "killed", "the sweep stopped before this cell finished", {})
+        self.tracker.flush()
+        self.print_table(force=True)
+
+    def _ensure_run(self, cell_id: str) -> str:
+        if cell_id not in self.runs:
+            cell = self.cells[cell_id]
+            from ablate.tune._provenance import provenance_tags
+
+            tags = {"ablate.norm": self.labels[cell_id], "ablate.pairing": cell.pairing_key,
+                    **provenance_tags(cell), **self.extra_tags}
+            self.runs[cell_id] = self.tracker.start_cell(
+                self.parent, cell_id, f"{self.labels[cell_id]}·{cell.backbone.label()}·{cell.task.label()}"
+                f"·s{cell.seed}", cell.flat_params(), tags)
+            self.rows[cell_id] = {"step": 0, "psnr": math.nan, "max_msq": math.nan, "status": "running",
+                                  "t0": time.perf_counter()}
+        return self.runs[cell_id]
+
+    def _end(self, cell_id: str, status: str, reason: str, summary: dict[str, float]) -> None:
+        if cell_id in self.ended:
+            return
+        run_id = self._ensure_run(cell_id)
+        self.ended.add(cell_id)
+        row = self.rows[cell_id]
+        row["status"] = status
+        if "final/psnr" in summary:
+            row["psnr"] = summary["final/psnr"]
+        self.cell_seconds[cell_id] = time.perf_counter() - row["t0"]
+        self._log_artifacts(cell_id, run_id)
+        self.tracker.end_cell(run_id, status, reason, summary)
+        self.print_table(force=True)
+
+    def _log_artifacts(self, cell_id: str, run_id: str) -> None:
+        ckpt = self.state_dir / "checkpoints" / cell_id
+        for name, dest in (("samples.png", "samples"), ("state.pt", "checkpoint")):
+            if (ckpt / name).exists():
+                self.tracker.log_artifact(run_id, ckpt / name, dest)
+        if self.traces.get(cell_id):
+            try:
+                from ablate.report.cellplot import divergence_plot
+
+                path = divergence_plot(self.traces[cell_id], ckpt / "divergence.png",
+                                       title=f"{self.labels[cell_id]} · {cell_id}")
+                self.tracker.log_artifact(run_id, path, "plots")
+            except Exception as err:  # a plot must never cost the run its results
+                print(f"warning: divergence plot for {cell_id} failed: {err}", file=sys.stderr)
+
+    def _maybe_print(self) -> None:
+        if time.perf_counter() - self._last_print >= self.refresh_s:
+            self.print_table(force=True)
+
+    def print_table(self, force: bool = False) -> None:
+        if not self.rows:
+            return
+        self._last_print = time.perf_counter()
+        from ablate.sweep import table
+
+        rows = []
+        for cell_id, r in self.rows.items():
+            c = self.cells[cell_id]
+            rows.append({"cell": cell_id, "norm": self.labels[cell_id], "backbone": c.backbone.label(),
+                         "task": c.task.label(), "step": f"{r['step']}/{c.train.steps}",
+                         "psnr": "" if math.isnan(r["psnr"]) else f"{r['psnr']:.2f}",
+                         "max msq": "" if math.isnan(r["max_msq"]) else f"{r['max_msq']:.3g}",
+                         "status": r["status"]})
+        done = sum(r["status"] != "running" for r in self.rows.values())
+        self.stream.write(f"\n[{time.strftime('%H:%M:%S')}] {done}/{len(self.rows)} cells done\n")
+        self.stream.write(table(rows, list(rows[0])) + "\n")
+        self.stream.flush()

@@ -1,0 +1,41 @@
+"""Every registered backbone (built-ins and installed plugins) keeps the IRModel contract.
+
+    pytest tests/testing/test_backbone_contracts.py
+
+The published-size presets are checked with one residual group of two blocks (their own width,
+heads, window, upsampler and HAT's conv/overlap settings otherwise), which keeps each check to about a
+second on 2 CPU cores; the full-depth models only repeat the same blocks.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("ablate.backbones")
+
+from ablate.registry import BACKBONES  # noqa: E402
+from ablate.testing import check_backbone  # noqa: E402
+
+# A shallower stack for the large presets (full depth: 10-40 s per check on 2 cores).
+SHALLOW = {"depths": [2]}
+LARGE = {"swinir", "swinir-light", "hat", "hat-mini"}
+
+
+@pytest.mark.parametrize("key", BACKBONES.keys())
+def test_backbone_contract(key: str) -> None:
+    # i-LN exercises the site policy (affine embed/final norms) and σ-rescaled residuals
+    model = check_backbone(key, norm="i_ln", params=SHALLOW if key in LARGE else None)
+    assert model.scale == 2
+
+
+@pytest.mark.parametrize("norm", ["batch_norm", "layer_scale", {"name": "group_norm", "groups": 4, "rescale": True}])
+def test_backbone_contract_with_other_norms(norm: object) -> None:
+    # batch statistics (and token_ln for the independence check), gate parameters (LayerScale, whose
+    # gate is unused at the embed/final sites) and a grouped σ through both families
+    check_backbone("swinir-tiny", norm=norm, scales=(2,))  # type: ignore[arg-type]
+    check_backbone("hat-tiny", norm=norm, scales=(1,), size=(9, 7))  # type: ignore[arg-type]
+
+
+def test_the_large_presets_are_all_known() -> None:
+    # guards LARGE: a renamed preset would silently be checked at full depth (slow) or not at all
+    assert LARGE <= set(BACKBONES.keys())

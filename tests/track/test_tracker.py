@@ -1,0 +1,244 @@
+"""The single MLflow writer against a real SQLite store: layout, batching, resume, read-back."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ablate.track import RunStore, Tracker, git_commit
+
+PLAN = [{"cell": "c1", "norm": "token_ln", "seed": 0, "train": {"steps": 20}},
+        {"cell": "c2", "norm": "i_ln", "seed": 0}]
+
+
+def _spy_batches(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the number of metrics in each log_batch request (the real call still happens)."""
+    sizes: list[int] = []
+    real = tracker.client.log_batch
+
+    def spy(run_id: str, metrics: Any = (), params: Any = (), tags: Any = (), **kw: Any) -> Any:
+        if metrics:
+            sizes.append(len(metrics))
+        return real(run_id, metrics=metrics, params=params, tags=tags, **kw)
+
+    monkeypatch.setattr(tracker.client, "log_batch", spy)
+    return sizes
+
+
+def test_sweep_run_layout(tracker: Tracker, state_dir: Path, tmp_path: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # not a git repository: no commit tag
+    parent = tracker.start_sweep("layout", "abc123", "name: layout\ngrid: {}\n", PLAN, tags={"ablate.search": "x"})
+    run = tracker.client.get_run(parent)
+    tags = run.data.tags
+    assert tags["ablate.sweep"] == "1" and tags["ablate.spec_hash"] == "abc123"
+    assert tags["ablate.version"] and tags["ablate.search"] == "x" and tags["ablate.status"] == "running"
+    assert "ablate.git_commit" not in tags
+    exp = tracker.client.get_experiment(run.info.experiment_id)
+    assert exp.name == "layout"
+    assert exp.artifact_location == (state_dir.resolve() / "mlartifacts" / "layout").as_uri()
+    files = {a.path for folder in ("spec", "plan") for a in tracker.client.list_artifacts(parent, folder)}
+    assert files == {"spec/experiment.yaml", "plan/plan.json", "plan/plan.csv"}
+    local = Path(tracker.client.download_artifacts(parent, "plan", str(tmp_path)))
+    assert json.loads((local / "plan.json").read_text()) == PLAN
+    csv_lines = (local / "plan.csv").read_text().splitlines()
+    assert csv_lines[0] == "cell,norm,seed,train" and csv_lines[1].startswith('c1,token_ln,0,"{')
+    tracker.end_sweep(parent, "FINISHED")
+    done = tracker.client.get_run(parent)
+    assert done.info.status == "FINISHED" and done.data.tags["ablate.status"] == "finished"
+
+
+def test_git_commit_tag_inside_a_repository(tracker: Tracker) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    commit = git_commit(repo)
+    if commit is None:
+        pytest.skip("the tests do not run inside a git checkout (or git is missing)")
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        parent = tracker.start_sweep("git", "h", "", [])
+    finally:
+        os.chdir(cwd)
+    assert tracker.client.get_run(parent).data.tags["ablate.git_commit"] == commit
+
+
+def test_cell_run_params_tags_and_truncation(tracker: Tracker) -> None:
+    parent = tracker.start_sweep("cells", "h", "", PLAN)
+    params = {"norm": "token_ln", "rescale": False, "seed": 3, "train.optimizer.lr": 2e-4,
+              "train.optimizer.betas": [0.9, 0.99], "grad_clip": None, "long": "x" * 7000}
+    tags = {"ablate.norm": "token_ln", "ablate.pairing": "pk1", "ablate.source.norm": "ablate 0.1.0"}
+    rid = tracker.start_cell(parent, "cell-a", "token_ln·s3", params, tags)
+    run = tracker.client.get_run(rid)
+    assert run.info.status == "RUNNING" and run.info.run_name == "token_ln·s3"
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.tags["ablate.cell"] == "cell-a" and run.data.tags["ablate.status"] == "running"
+    assert run.data.tags["ablate.pairing"] == "pk1" and run.data.tags["ablate.source.norm"] == "ablate 0.1.0"
+    p = run.data.params
+    assert p["rescale"] == "False" and p["seed"] == "3" and p["train.optimizer.lr"] == "0.0002"
+    assert p["train.optimizer.betas"] == "[0.9, 0.99]" and p["grad_clip"] == "None"
+    assert len(p["long"]) == 6000 and p["long"].endswith("...")
+
+
+def test_metrics_are_buffered_and_sent_in_batches_of_at_most_1000(tracker: Tracker,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = tracker.start_sweep("batches", "h", "", [])
+    rid = tracker.start_cell(parent, "cell-b", "b", {}, {})
+    sizes = _spy_batches(tracker, monkeypatch)
+    tracker.flush_every = 10_000
+    keys = [f"feat/g{i // 10}.b{i % 10}/msq" for i in range(50)]
+    for step in range(50):
+        tracker.log(rid, {k: step + j / 100 for j, k in enumerate(keys)}, step)
+    assert sizes == []  # nothing written yet
+    assert tracker.client.get_metric_history(rid, keys[0]) == []
+    tracker.flush()
+    assert sizes == [1000, 1000, 500]
+    hist = tracker.client.get_metric_history(rid, keys[7])
+    assert [m.step for m in sorted(hist, key=lambda m: m.step)] == list(range(50))
+    assert sorted(hist, key=lambda m: m.step)[4].value == pytest.approx(4.07)
+
+
+def test_auto_flush_when_the_buffer_fills(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = tracker.start_sweep("autoflush", "h", "", [])
+    rid = tracker.start_cell(parent, "cell-c", "c", {}, {})
+    sizes = _spy_batches(tracker, monkeypatch)
+    tracker.flush_every = 30
+    for step in range(20):
+        tracker.log(rid, {"train/loss": 1.0 / (step + 1), "val/psnr": 30.0 + step, "x": None}, step)
+    assert sizes == [30]  # flushed once at 30 buffered metrics; None values are skipped
+    tracker.flush()
+    assert sizes == [30, 10]
+
+
+@pytest.mark.parametrize(("status", "state"), [("finished", "FINISHED"), ("diverged", "FINISHED"),
+                                               ("failed", "FAILED"), ("pruned", "KILLED"), ("killed", "KILLED")])
+def test_end_cell_sets_status_reason_summary(tracker: Tracker, status: str, state: str) -> None:
+    parent = tracker.start_sweep("ends", "h", "", [])
+    rid = tracker.start_cell(parent, f"cell-{status}", status, {}, {})
+    tracker.log(rid, {"train/loss": 0.1}, 40)
+    tracker.log(rid, {"train/loss": math.nan, "feat/g1.b3/msq": math.inf}, 50)
+    tracker.end_cell(rid, status, reason=f"because {status}", summary={"final/psnr": 31.5, "skip": None})
+    run = tracker.client.get_run(rid)
+    assert run.info.status == state and run.info.end_time is not None
+    assert run.data.tags["ablate.status"] == status and run.data.tags["ablate.reason"] == f"because {status}"
+    assert run.data.metrics["final/psnr"] == 31.5 and "skip" not in run.data.metrics
+    (summary,) = tracker.client.get_metric_history(rid, "final/psnr")
+    assert summary.step == 50  # at the cell's last step, so it is the "latest" value
+    assert math.isnan(run.data.metrics["train/loss"])
+
+
+def test_bad_status_is_rejected(tracker: Tracker) -> None:
+    parent = tracker.start_sweep("bad", "h", "", [])
+    rid = tracker.start_cell(parent, "cell-x", "x", {}, {})
+    with pytest.raises(ValueError, match="finished, diverged, failed, pruned, killed"):
+        tracker.end_cell(rid, "exploded")
+
+
+def test_resume_reuses_the_unfinished_run_and_finished_cells(tracker: Tracker) -> None:
+    p1 = tracker.start_sweep("resume", "h", "", [])
+    params = {"norm": "token_ln", "seed": 0}
+    r1 = tracker.start_cell(p1, "cell-r", "r", params, {"ablate.norm": "token_ln"})
+    tracker.log(r1, {"train/loss": 0.5, "final/psnr": 20.0}, 80)
+    tracker.end_cell(r1, "killed", "interrupted")
+    d1 = tracker.start_cell(p1, "cell-d", "d", params, {})
+    tracker.end_cell(d1, "diverged", "msq > 1e12")
+    f1 = tracker.start_cell(p1, "cell-f", "f", params, {})
+    tracker.end_cell(f1, "failed", "boom")
+    tracker.end_sweep(p1, "killed")
+    assert tracker.finished_cells("resume") == {"cell-d": d1}
+
+    p2 = tracker.start_sweep("resume", "h", "", [])
+    r2 = tracker.start_cell(p2, "cell-r", "r", {**params, "new": 1}, {"ablate.norm": "token_ln"})
+    assert r2 == r1  # one run per cell across attempts
+    run = tracker.client.get_run(r2)
+    assert run.info.status == "RUNNING" and run.data.tags["ablate.attempt"] == "2"
+    assert run.data.tags["mlflow.parentRunId"] == p2 and run.data.tags["ablate.previous_parent"] == p1
+    assert run.data.params["new"] == "1" and run.data.params["seed"] == "0"
+    tracker.log(r2, {"train/loss": 0.4}, 60)  # resumed from an earlier checkpoint than step 80
+    tracker.end_cell(r2, "finished", summary={"final/psnr": 33.0})
+    assert tracker.client.get_run(r2).data.metrics["final/psnr"] == 33.0  # not hidden by the step-80 value
+    assert tracker.finished_cells("resume") == {"cell-d": d1, "cell-r": r1}
+    r3 = tracker.start_cell(p2, "cell-r", "r", params, {})  # finished: a forced rerun gets a new run
+    assert r3 != r1
+    assert tracker.finished_cells("resume")["cell-r"] == r1  # the finished run still counts
+    assert tracker.finished_cells("missing-experiment") == {}
+
+
+def test_cell_runs_and_both_readers_agree(tracker: Tracker) -> None:
+    parent = tracker.start_sweep("read", "h", "", [])
+    ids = []
+    for i, status in enumerate(("finished", "diverged")):
+        rid = tracker.start_cell(parent, f"cell-{i}", f"n{i}", {"seed": i, "norm": "token_ln"},
+                                 {"ablate.norm": "token_ln", "ablate.pairing": f"p{i}"})
+        for step in range(0, 30, 3):
+            tracker.log(rid, {"val/psnr": 30 + step / 10, "feat/g0.b0/msq": 2.0 ** step,
+                              "feat/g0.b0/entropy": 3.0 - step / 100}, step)
+        tracker.log(rid, {"val/psnr": 99.0}, 9)  # a resumed cell re-logs step 9: the later value wins
+        tracker.log(rid, {"feat/g0.b0/msq": math.inf if status == "diverged" else 1.0}, 30)
+        tracker.end_cell(rid, status, "", {"final/psnr": 32.0 + i})
+        ids.append(rid)
+    runs = tracker.cell_runs("read")
+    assert [r["cell"] for r in runs] == ["cell-0", "cell-1"]
+    assert runs[1]["status"] == "diverged" and runs[1]["norm"] == "token_ln" and runs[1]["pairing"] == "p1"
+    assert runs[0]["params"] == {"seed": "0", "norm": "token_ln"} and runs[0]["metrics"]["final/psnr"] == 32.0
+    assert runs[1]["metrics"]["feat/g0.b0/msq"] == math.inf
+
+    fast, slow = RunStore(tracker.tracking_uri), RunStore(tracker.tracking_uri, use_sql=False)
+    assert fast.backend == "sqlite" and slow.backend == "client"
+    a, b = fast.runs("read", kind="all"), slow.runs("read", kind="all")
+    assert len(a) == len(b) == 3 and sum(r["is_sweep"] for r in a) == 1
+    for x, y in zip(a, b):
+        assert {k: v for k, v in x.items() if k != "metrics"} == {k: v for k, v in y.items() if k != "metrics"}
+        assert x["metrics"].keys() == y["metrics"].keys()
+        assert np.allclose(list(x["metrics"].values()), [y["metrics"][k] for k in x["metrics"]], equal_nan=True)
+    ha = fast.histories(ids, patterns=["feat/*/msq", "val/psnr"])
+    hb = slow.histories(ids, patterns=["feat/*/msq", "val/psnr"])
+    assert set(ha[ids[0]]) == {"feat/g0.b0/msq", "val/psnr"}
+    for rid in ids:
+        for key in ha[rid]:
+            assert np.array_equal(ha[rid][key][0], hb[rid][key][0])
+            assert np.array_equal(ha[rid][key][1], hb[rid][key][1], equal_nan=True)
+    steps, values = ha[ids[0]]["val/psnr"]
+    assert list(steps) == list(range(0, 30, 3)) and values[3] == 99.0
+    assert ha[ids[1]]["feat/g0.b0/msq"][1][-1] == math.inf
+    assert fast.max_step(ids[0]) == 30
+
+
+def test_log_time_counts_time_inside_mlflow(tracker: Tracker) -> None:
+    before, calls = tracker.log_time, tracker.calls
+    parent = tracker.start_sweep("timing", "h", "", [])
+    rid = tracker.start_cell(parent, "cell-t", "t", {"a": 1}, {})
+    assert tracker.calls > calls and tracker.log_time > before
+    calls, before = tracker.calls, tracker.log_time
+    tracker.log(rid, {"train/loss": 1.0}, 1)
+    assert (tracker.calls, tracker.log_time) == (calls, before)  # buffered: logging made no call
+    tracker.end_cell(rid, "finished")
+    assert tracker.log_time > before and tracker.calls >= calls + 3  # batch, tags, terminate
+
+
+def test_env_is_prepared(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0123456789abcdef")
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    tracker = Tracker(None, state_dir)
+    assert "MLFLOW_RUN_ID" not in os.environ  # it would redirect fluent logging in Ray workers
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert tracker.tracking_uri == f"sqlite:///{state_dir.resolve()}/mlflow.db"
+
+
+def test_file_store_works_with_its_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    tracker = Tracker(str(tmp_path / "mlruns"), tmp_path / "state")
+    assert tracker.tracking_uri == (tmp_path / "mlruns").resolve().as_uri()
+    assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
+    parent = tracker.start_sweep("files", "h", "", [])
+    rid = tracker.start_cell(parent, "cell-1", "one", {"seed": 0}, {"ablate.norm": "i_ln"})
+    tracker.log(rid, {"val/psnr": 30.0}, 5)
+    tracker.end_cell(rid, "finished", summary={"final/psnr": 31.0})
+    runs = tracker.cell_runs("files")
+    assert RunStore(tracker.tracking_uri).backend == "client"
+    assert runs[0]["status"] == "finished" and runs[0]["metrics"]["final/psnr"] == 31.0
