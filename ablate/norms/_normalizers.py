@@ -15,6 +15,24 @@ from ablate.registry import NORMS
 
 from ._base import Normalizer
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _acc(x: Tensor) -> Tensor:
+    """Statistics are accumulated in float32 for half/bfloat16 maps, as torch's own LayerNorm does.
+
+    Otherwise a variance of features around 300 already overflows float16 (65504), an artifact of
+    the implementation rather than of the method; the residual stream itself stays in low precision,
+    so genuinely huge features still overflow, which is what the fp16 evaluation measures.
+    """
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
+def _out(y: Tensor, sigma: Tensor | None, like: Tensor) -> tuple[Tensor, Tensor | None]:
+    if like.dtype in _LOW_PRECISION:
+        return y.to(like.dtype), (sigma.to(like.dtype) if sigma is not None else None)
+    return y, sigma
+
 
 class _Affine(nn.Module):
     """Per-channel γ (ones) and β (zeros)."""
@@ -44,9 +62,10 @@ class TokenLayerNorm(Normalizer):
             return y, None
         # σ on the side (the fused kernel does not return it with a gradient): a mean and the norm of
         # the centred tokens, ~1.5× faster per training step on CPU than torch.var_mean's reduction
-        xc = x - x.mean(dim=-1, keepdim=True)
+        xs = _acc(x)
+        xc = xs - xs.mean(dim=-1, keepdim=True)
         var = torch.linalg.vector_norm(xc, dim=-1, keepdim=True).square() / self.dim
-        return y, torch.sqrt(var + self.eps)
+        return _out(y, torch.sqrt(var + self.eps), x)
 
 
 class _GlobalLayerNormFn(torch.autograd.Function):
@@ -106,8 +125,9 @@ class GlobalLayerNorm(Normalizer):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        y, sigma = _GlobalLayerNormFn.apply(x, self.weight, self.bias, self.eps)
-        return y, (sigma if self.rescale else None)
+        xs = _acc(x)
+        y, sigma = _GlobalLayerNormFn.apply(xs, self.weight.to(xs.dtype), self.bias.to(xs.dtype), self.eps)
+        return _out(y, sigma if self.rescale else None, x)
 
 
 @NORMS.register("rms_norm")
@@ -123,8 +143,9 @@ class RMSNorm(Normalizer):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        rstd = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return x * rstd * self.weight, (1.0 / rstd if self.rescale else None)
+        xs = _acc(x)
+        rstd = torch.rsqrt(xs.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return _out(xs * rstd * self.weight, 1.0 / rstd if self.rescale else None, x)
 
 
 @NORMS.register("batch_norm")
@@ -138,6 +159,8 @@ class BatchNorm(Normalizer):
     sigma = "channel"
     batch_dependent = True
     train_eval_differ = True
+    running_mean: Tensor  # buffers, typed for mypy (nn.Module.__getattr__ says Tensor | Module)
+    running_var: Tensor
     params = {"eps": (float, 1e-5), "momentum": (float, 0.1), "eval_stats": (("running", "batch"), "running")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5, momentum: float = 0.1,
@@ -151,20 +174,22 @@ class BatchNorm(Normalizer):
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         use_batch = self.training or self.eval_stats == "batch"
+        xs = _acc(x)
         if use_batch:
-            var, mean = torch.var_mean(x, dim=(0, 1), correction=0)  # (C,)
+            var, mean = torch.var_mean(xs, dim=(0, 1), correction=0)  # (C,)
             if self.training:
                 with torch.no_grad():
                     n = x.shape[0] * x.shape[1]
                     unbiased = var * (n / max(n - 1, 1))
-                    self.running_mean.lerp_(mean, self.momentum)
-                    self.running_var.lerp_(unbiased, self.momentum)
+                    # statistics are float32 for a bfloat16/half module; its buffers are not
+                    self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+                    self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
         else:
-            var, mean = self.running_var, self.running_mean
+            var, mean = self.running_var.to(xs.dtype), self.running_mean.to(xs.dtype)
         rstd = torch.rsqrt(var + self.eps)
         scale = rstd * self.weight
         shift = torch.addcmul(self.bias, mean, scale, value=-1.0)
-        return torch.addcmul(shift, x, scale), (1.0 / rstd if self.rescale else None)
+        return _out(torch.addcmul(shift, xs, scale), 1.0 / rstd if self.rescale else None, x)
 
 
 @NORMS.register("instance_norm")
@@ -181,11 +206,12 @@ class InstanceNorm(Normalizer):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)  # (B, 1, C)
+        xs = _acc(x)
+        var, mean = torch.var_mean(xs, dim=1, keepdim=True, correction=0)  # (B, 1, C)
         rstd = torch.rsqrt(var + self.eps)
         scale = rstd * self.weight
         shift = torch.addcmul(self.bias, mean, scale, value=-1.0)
-        return torch.addcmul(shift, x, scale), (1.0 / rstd if self.rescale else None)
+        return _out(torch.addcmul(shift, xs, scale), 1.0 / rstd if self.rescale else None, x)
 
 
 @NORMS.register("group_norm")
@@ -205,7 +231,7 @@ class GroupNorm(Normalizer):
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         b, n, c = x.shape
-        xg = x.reshape(b, n, self.groups, c // self.groups)
+        xg = _acc(x).reshape(b, n, self.groups, c // self.groups)
         var, mean = torch.var_mean(xg, dim=(1, 3), keepdim=True, correction=0)  # (B, 1, G, 1)
         rstd = torch.rsqrt(var + self.eps)
         y = ((xg - mean) * rstd).reshape(b, n, c)
@@ -213,7 +239,7 @@ class GroupNorm(Normalizer):
         sigma = None
         if self.rescale:
             sigma = (1.0 / rstd).expand(b, 1, self.groups, c // self.groups).reshape(b, 1, c)
-        return y, sigma
+        return _out(y, sigma, x)
 
 
 @NORMS.register("dyt")

@@ -89,8 +89,6 @@ class Registry(Generic[T]):
 
     def add(self, key: str, obj: T, *, description: str | None = None, source: str | None = None,
             version: str | None = None) -> None:
-        if self._loading is not None:
-            self._plugin_keys.add(key)
         if source is None:
             if self._loading is not None:
                 source, version = self._loading.dist, self._loading.version
@@ -107,6 +105,8 @@ class Registry(Generic[T]):
                 f"({_qualname(old.obj)}), registered again by {source} ({_qualname(obj)})"
             )
         self._entries[key] = Entry(self.kind, key, obj, source, version or "", description or _first_line(obj))
+        if self._loading is not None:  # only once accepted: reload_plugins must never drop a built-in
+            self._plugin_keys.add(key)
 
     # lookup -------------------------------------------------------------------------------
     def get(self, key: str) -> T:

@@ -57,8 +57,15 @@ def check_backbone(backbone: str | Mapping[str, Any] | Any, *, norm: str | Mappi
     - give sample 0 the same output whatever the other samples are (with a per-sample norm: ``norm``
       itself, or token_ln when ``norm`` is batch-dependent).
 
-    Returns the model built for the last scale.
+    Returns the model built for the last scale. The global torch RNG state is left as it was.
     """
+    with torch.random.fork_rng(devices=[]):  # seeding below must not leak into the caller's RNG
+        return _check_backbone(backbone, norm, rescale, params, scales, size, batch, seed)
+
+
+def _check_backbone(backbone: Any, norm: str | Mapping[str, Any], rescale: bool | None,
+                    params: Mapping[str, Any] | None, scales: Iterable[int], size: tuple[int, int], batch: int,
+                    seed: int) -> nn.Module:
     from ablate.backbones import build_backbone
 
     spec = _spec(backbone, params)
@@ -205,10 +212,11 @@ def _check_image(out: Any, x: Tensor, scale: int, where: str) -> None:
 
 
 def _residual_only_params(model: nn.Module, variant: _RecordingVariant) -> set[str]:
-    """Parameters of embed/final norm layers that only ``residual()`` uses (LayerScale's gate).
+    """Parameters of embed/final norm layers that only ``residual()`` uses (a residual gate).
 
-    Those sites have no residual branch, so such a parameter never gets a gradient — a property of
-    the norm variant, not a defect of the backbone. Found by running each such layer on its own.
+    Those sites have no residual branch, so such a parameter never gets a gradient — a defect of the
+    norm variant (``check_norm`` reports it: override ``Normalizer.at_site``), not of the backbone.
+    Found by running each such layer on its own.
     """
     names = {id(m): n for n, m in model.named_modules()}
     excused: set[str] = set()

@@ -48,14 +48,24 @@ def check_norm(norm: NormLike, dim: int = 16, *, rescale: bool | None = None,
       without rescale.
 
     Returns the checked NormVariant. Any ``dim`` divisible by the normalizer's defaults works
-    (16 suits group_norm's 4 groups); keep ``size`` small, the checks run on CPU.
+    (16 suits group_norm's 4 groups); keep ``size`` small, the checks run on CPU. The global torch
+    RNG state is left as it was.
     """
-    variant = _as_variant(norm, rescale, params)
+    with torch.random.fork_rng(devices=[]):  # layer inits must not advance the caller's RNG
+        return _check_norm(norm, dim, rescale, params, sites, batch, size, seed)
+
+
+def _check_norm(norm: NormLike, dim: int, rescale: bool | None, params: Mapping[str, Any] | None,
+                sites: Iterable[str], batch: int, size: tuple[int, int], seed: int) -> NormVariant | None:
+    variant = _as_variant(norm, rescale, params, dim)
     if variant is None:
         return None
     name = variant.name
     classes = [variant.normalizer, *(cls for cls, _ in variant.sites.values())]
-    for cls in classes:
+    for site in SITES:  # what a gate-only variant builds at the sites without a residual branch
+        if site not in RESIDUAL_SITES and site not in variant.sites:
+            classes.append(variant.normalizer.at_site(site, variant.params)[0])
+    for cls in dict.fromkeys(classes):
         _check_class(cls, dim, name)
     gen = torch.Generator().manual_seed(seed)
     x = _token_map(batch, size, dim, gen)
@@ -73,7 +83,7 @@ def check_norm(norm: NormLike, dim: int = 16, *, rescale: bool | None = None,
                f"the residual sites {', '.join(RESIDUAL_SITES)} only)")
         _perturb(layer, gen)
         try:
-            _check_layer(layer, x, branch, where, gen)
+            _check_layer(layer, x, branch, where, gen, residual_site=site in RESIDUAL_SITES)
         except AssertionError:
             raise
         except Exception as err:  # a crash inside the component is a broken contract too: say where
@@ -83,11 +93,12 @@ def check_norm(norm: NormLike, dim: int = 16, *, rescale: bool | None = None,
 
 # --- building the variant ---------------------------------------------------------------------
 
-def _as_variant(norm: NormLike, rescale: bool | None, params: Mapping[str, Any] | None) -> NormVariant | None:
+def _as_variant(norm: NormLike, rescale: bool | None, params: Mapping[str, Any] | None,
+                dim: int) -> NormVariant | None:
     if isinstance(norm, type) and issubclass(norm, Normalizer):
         cls = norm
         if rescale and cls.sigma is None:
-            _check_refused(lambda: cls(8, rescale=True), cls.__name__)
+            _check_refused(lambda: cls(dim, rescale=True), cls.__name__)
             return None
         checked = check_params(cls, dict(params or {}), "params")
         return NormVariant(cls.__name__, cls, bool(rescale), checked, {})
@@ -97,7 +108,7 @@ def _as_variant(norm: NormLike, rescale: bool | None, params: Mapping[str, Any] 
         if rescale is None or rescale == norm.rescale:
             return norm
         if rescale and norm.normalizer.sigma is None:
-            _check_refused(lambda: norm.normalizer(8, rescale=True), norm.name)
+            _check_refused(lambda: norm.normalizer(dim, rescale=True), norm.name)
             return None
         return dataclasses.replace(norm, rescale=rescale)
     if isinstance(norm, str | Mapping):
@@ -109,7 +120,7 @@ def _as_variant(norm: NormLike, rescale: bool | None, params: Mapping[str, Any] 
         plain = resolve_norm(spec)
         if rescale and not plain.rescale and plain.normalizer.sigma is None:
             _check_refused(lambda: resolve_norm(spec, rescale=True), plain.name)
-            _check_refused(lambda: plain.normalizer(8, rescale=True), plain.name)
+            _check_refused(lambda: plain.normalizer(dim, rescale=True), plain.name)
             return None
         return resolve_norm(spec, rescale=rescale)
     raise TypeError(f"check_norm: expected a registry key, a mapping, a NormVariant or a Normalizer "
@@ -200,11 +211,12 @@ def _maxdiff(a: Tensor, b: Tensor) -> float:
     return float((a.detach().double() - b.detach().double()).abs().max()) if a.shape == b.shape else float("nan")
 
 
-def _check_layer(layer: Normalizer, x: Tensor, branch: _Branch, where: str, gen: torch.Generator) -> None:
+def _check_layer(layer: Normalizer, x: Tensor, branch: _Branch, where: str, gen: torch.Generator, *,
+                 residual_site: bool) -> None:
     cls = type(layer)
     layer.train()
     _check_outputs(layer, x, branch, where, torch.float32)
-    _check_grads(layer, x, branch, where)
+    _check_grads(layer, x, branch, where, residual_site)
     if layer.rescale:
         _check_sigma(layer, x, branch, where)
     else:
@@ -238,7 +250,7 @@ def _check_outputs(layer: Normalizer, x: Tensor, branch: _Branch, where: str, dt
            f"{where}: the input gradient is missing or not finite in {label}")
 
 
-def _check_grads(layer: Normalizer, x: Tensor, branch: _Branch, where: str) -> None:
+def _check_grads(layer: Normalizer, x: Tensor, branch: _Branch, where: str, residual_site: bool) -> None:
     layer.zero_grad(set_to_none=True)
     xg = x.detach().clone().requires_grad_(True)
     # random upstream weights: sum(LN(x)) has an exactly zero input gradient, a weighted sum does not
@@ -251,6 +263,14 @@ def _check_grads(layer: Normalizer, x: Tensor, branch: _Branch, where: str) -> N
            "through norm(x)")
     assert g_norm is not None
     _check(bool(torch.isfinite(g_norm).all()), f"{where}: the input gradient is not finite")
+    params = [(n, p) for n, p in layer.named_parameters() if p.requires_grad]
+    if params and not residual_site:  # embed/final sites wrap no branch: backbones only call forward()
+        grads = torch.autograd.grad((out * w1).sum(), [p for _, p in params], retain_graph=True,
+                                    allow_unused=True)
+        unused = [n for (n, _), g in zip(params, grads) if g is None]
+        _check(not unused, f"{where}: parameter(s) {', '.join(map(repr, unused))} get no gradient through "
+               "forward(), the only call at a site without a residual branch; override Normalizer.at_site "
+               "to build a plain normalizer there (as LayerScale and ReZero do)")
     loss = (out * w1).sum() + (layer.residual(xg, branch) * w2).sum()
     loss.backward()
     for pname, p in layer.named_parameters():

@@ -46,6 +46,7 @@ class SweepCallback(tune.Callback):
         self.ended: set[str] = set()
         self.traces: dict[str, list[tuple[int, dict[str, float]]]] = {}
         self._last_print = 0.0
+        self._closed = False
         self.cell_seconds: dict[str, float] = {}
 
     # Ray hooks ----------------------------------------------------------------------------
@@ -103,6 +104,9 @@ class SweepCallback(tune.Callback):
     # helpers --------------------------------------------------------------------------------
     def close(self) -> None:
         """End every run still open as killed (interrupted sweep) and print the final table."""
+        if self._closed:
+            return
+        self._closed = True
         for cell_id in list(self.runs):
             if cell_id not in self.ended:
                 self._end(cell_id, "killed", "the sweep stopped before this cell finished", {})
@@ -135,7 +139,10 @@ class SweepCallback(tune.Callback):
         self.cell_seconds[cell_id] = time.perf_counter() - row["t0"]
         self._log_artifacts(cell_id, run_id)
         self.tracker.end_cell(run_id, status, reason, summary)
-        self.print_table(force=True)
+        if reason and status != "finished":
+            self.stream.write(f"cell {cell_id} {status}: {reason}\n")
+        if len(self.ended) < len(self.rows):  # close() prints the last table
+            self.print_table(force=True)
 
     def _log_artifacts(self, cell_id: str, run_id: str) -> None:
         ckpt = self.state_dir / "checkpoints" / cell_id
@@ -156,7 +163,7 @@ class SweepCallback(tune.Callback):
         if time.perf_counter() - self._last_print >= self.refresh_s:
             self.print_table(force=True)
 
-    def print_table(self, force: bool = False) -> None:
+    def print_table(self, force: bool = True) -> None:
         if not self.rows:
             return
         self._last_print = time.perf_counter()

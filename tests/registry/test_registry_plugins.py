@@ -168,6 +168,17 @@ def test_plugin_registering_by_decorator_records_its_distribution(site: Path) ->
     assert "token_ln" in NORMS.keys()
 
 
+def test_plugin_decorating_a_builtin_key_is_skipped_and_the_builtin_survives_a_reload(site: Path) -> None:
+    make_dist(site, "fakehijack", "0.1", {"hijack": "fakehijack_mod:DecoNorm"}, "fakehijack_mod",
+              DECORATED.format(key="token_ln"))
+    NORMS.reload_plugins()
+    with pytest.warns(UserWarning, match=r"fakehijack: duplicate norms key 'token_ln': already registered by ablate"):
+        NORMS.entries()
+    assert [k for k, _, _ in NORMS.broken()] == ["hijack"]
+    NORMS.reload_plugins()
+    assert NORMS.get("token_ln") is TokenLayerNorm
+
+
 def test_broken_plugin_warns_until_used_then_errors_naming_the_distribution(site: Path) -> None:
     make_dist(site, "fakebroken", "1.2.3", {"broken_norm": "fakebroken_mod:Norm"}, "fakebroken_mod", BROKEN)
     make_dist(site, "fakegood", "2.0.1", {"good_norm": "fakegood_mod:GoodNorm"}, "fakegood_mod", GOOD)

@@ -13,13 +13,20 @@ from typing import Any
 import pytest
 
 
+def _template_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the empty MLflow database is cached: pytest's cache (kept across sessions), or this
+    session's temp folder when the cache plugin is off (-p no:cacheprovider)."""
+    cache = getattr(request.config, "cache", None)
+    return cache.mkdir("ablate-mlflow") if cache is not None else tmp_path_factory.getbasetemp() / "ablate-mlflow"
+
+
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict[str, Any]:
     from ablate.track import Tracker
     from ablate.track.synthetic import log_synthetic, prepared_store, synthetic_cells
 
     state = tmp_path_factory.mktemp("report-store")
-    uri = prepared_store(state, request.config.cache.mkdir("ablate-mlflow"))
+    uri = prepared_store(state, _template_dir(request, tmp_path_factory))
     tracker = Tracker(uri, state)
     runs = {
         "ablation": log_synthetic(tracker, "ablation", synthetic_cells(

@@ -141,3 +141,10 @@ def test_bad_arguments() -> None:
         check_backbone(KEY, batch=1)
     with pytest.raises(TypeError, match="expected a backbone key"):
         check_backbone(3.5)
+
+
+def test_leaves_the_global_rng_alone() -> None:
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    check_backbone(KEY, scales=(2,))
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -111,6 +111,17 @@ class AcceptsRescaleWithoutSigma(Normalizer):
         return x, None
 
 
+class GateEverywhere(SampleNorm):
+    """A residual gate, without an at_site override: its gate is dead at the embed/final sites."""
+
+    def __init__(self, dim: int, *, rescale: bool = False) -> None:
+        super().__init__(dim, rescale=rescale)
+        self.gamma = nn.Parameter(torch.full((dim,), 0.1))
+
+    def gate(self, out: Tensor) -> Tensor:
+        return out * self.gamma
+
+
 class BadDefault(SampleNorm):
     params = {"momentum": (float, "fast")}
 
@@ -129,6 +140,7 @@ def test_a_correct_normalizer_passes() -> None:
     variant = check_norm(SampleNorm, rescale=True)
     assert variant is not None and variant.normalizer is SampleNorm and variant.rescale
     check_norm(SampleNorm, dim=5, size=(3, 3), batch=2)
+    check_norm(GateEverywhere, sites=("attn", "ffn"))  # the gate is fine where there is a branch
 
 
 @pytest.mark.parametrize(("cls", "rescale", "message"), [
@@ -139,11 +151,12 @@ def test_a_correct_normalizer_passes() -> None:
     (SecretlyBatchDependent, False, "declares batch_dependent=False, but in train mode the output for sample 0"),
     (SecretlyTrainEvalDiffer, False, "declares train_eval_differ=False"),
     (DropsAToken, False, r"norm\(x\) has shape \(3, 34, 16\) .* the shape must be kept"),
-    (UnusedParameter, False, "parameter 'bias' gets no gradient"),
+    (UnusedParameter, False, "'bias' gets? no gradient"),
     (NoGradToInput, False, r"no gradient reaches the input through norm\(x\)"),
     (Crashes, False, "at site 'embed' .*raised RuntimeError: shape '\\[-1, 11\\]' is invalid"),
     (NaNs, False, "is not finite in float32"),
     (AcceptsRescaleWithoutSigma, False, "declares sigma=None .* yet accepted rescale=True"),
+    (GateEverywhere, False, r"at site 'embed' .*parameter\(s\) 'gamma' get no gradient through forward\(\)"),
     (BadDefault, False, r"cannot be built with its declared parameter defaults \{'momentum': 'fast'\}"),
     (BadSigmaKind, False, "sigma = 'pixel', expected None or one of token"),
     (LosesDtype, False, "returned torch.float32 for a bfloat16 input"),
@@ -176,3 +189,10 @@ def test_bad_arguments() -> None:
         check_norm(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown site 'atn'"):
         check_norm("token_ln", sites=("atn",))
+
+
+def test_leaves_the_global_rng_alone() -> None:
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    check_norm("layer_scale", rescale=True)
+    assert torch.equal(torch.random.get_rng_state(), before)

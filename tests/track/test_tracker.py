@@ -54,17 +54,13 @@ def test_sweep_run_layout(tracker: Tracker, state_dir: Path, tmp_path: Path,
     assert done.info.status == "FINISHED" and done.data.tags["ablate.status"] == "finished"
 
 
-def test_git_commit_tag_inside_a_repository(tracker: Tracker) -> None:
+def test_git_commit_tag_inside_a_repository(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = Path(__file__).resolve().parents[2]
     commit = git_commit(repo)
     if commit is None:
         pytest.skip("the tests do not run inside a git checkout (or git is missing)")
-    cwd = os.getcwd()
-    os.chdir(repo)
-    try:
-        parent = tracker.start_sweep("git", "h", "", [])
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(repo)
+    parent = tracker.start_sweep("git", "h", "", [])
     assert tracker.client.get_run(parent).data.tags["ablate.git_commit"] == commit
 
 

@@ -1,0 +1,55 @@
+"""`ablate status`: where each cell of an experiment stands."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from ._options import load, state_dir_option, tracking_option
+
+
+def _fmt(value: object, spec: str) -> str:
+    if isinstance(value, (int, float)) and not math.isnan(float(value)):
+        return format(float(value), spec)
+    return ""
+
+
+@click.command("status")
+@click.argument("file", type=click.Path(dir_okay=False))
+@state_dir_option
+@tracking_option
+def command(file: str, state_dir: Path, tracking_uri: str | None) -> None:
+    """Print each cell's status and headline metrics (from MLflow), including cells not run yet.
+
+    \b
+        ablate status experiments/quickstart.yaml
+    """
+    from ablate.norms import resolve_norm
+    from ablate.sweep import expand, table
+    from ablate.track import Tracker, resolve_tracking_uri
+
+    spec = load(file)
+    cells = expand(spec)
+    uri = resolve_tracking_uri(tracking_uri, spec.tracking.uri if spec.tracking else None, state_dir)
+    runs = {r["cell"]: r for r in Tracker(uri, state_dir).cell_runs(spec.name, latest=True)}
+    rows = []
+    counts: dict[str, int] = {}
+    for c in cells:
+        r = runs.get(c.id)
+        status = r["status"] if r else "pending"
+        counts[status] = counts.get(status, 0) + 1
+        m = r["metrics"] if r else {}
+        rows.append({
+            "cell": c.id, "norm": resolve_norm(c.norm.to_config(), c.rescale).name,
+            "backbone": c.backbone.label(), "task": c.task.label(), "seed": str(c.seed),
+            "status": status,
+            "psnr": _fmt(m.get("final/psnr", m.get("val/psnr")), ".2f"),
+            "ssim": _fmt(m.get("final/ssim", m.get("val/ssim")), ".4f"),
+            "max msq": _fmt(m.get("final/max_msq"), ".3g"),
+            "psnr fp16": _fmt(m.get("final/psnr_fp16"), ".2f"),
+            "reason": (r or {}).get("reason", "")[:60],
+        })
+    click.echo(table(rows, list(rows[0])) if rows else "no cells")
+    click.echo(f"{spec.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"  ({uri})")
