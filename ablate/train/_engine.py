@@ -268,7 +268,7 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
                     torch._foreach_lerp_(ema_p, list(model.parameters()), 1.0 - tr.ema)
                     for b_ema, b in zip(ema.buffers(), model.buffers()):
                         b_ema.copy_(b)
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
             loss_n += 1
             timers["train"] += time.perf_counter() - t0
 
