@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,8 +52,9 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
         cell = dataclasses.replace(cell, train=dataclasses.replace(cell.train, steps=steps))
     click.echo(f"cell {cell.id}: {cell.norm.label()} rescale={cell.rescale} · {cell.backbone.label()} · "
                f"{cell.task.label()} · seed {cell.seed} · {cell.train.steps} steps")
-    tracker = run_id = parent = None
-    reporter = PrintReporter(cell.train.steps)
+    tracker: Any = None
+    run_id = parent = ""
+    reporter: Any = PrintReporter(cell.train.steps)
     if tracking_uri:
         from ablate.norms import resolve_norm
         from ablate.sweep import plan_rows

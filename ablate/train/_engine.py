@@ -19,8 +19,8 @@ from ablate.probes import Probe
 from ablate.spec import CellSpec
 
 from ._reporter import NullReporter, Reporter, Trace
-from ._schedule import lr_lambda
 from ._samples import save_samples
+from ._schedule import lr_lambda
 
 # The reference variant every cell's shared parameters are initialised from, so that cells that differ
 # only in the norm start from identical weights wherever they have the same parameters.
@@ -121,9 +121,9 @@ def evaluate(model: nn.Module, cell: Cell, device: torch.device, dtype: torch.dt
             out = model(lq.unsqueeze(0).to(device=device, dtype=dtype)).float()
             # a low-precision overflow yields inf/NaN: count it as the garbage image it would save as
             out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0, 1).cpu()[0]
-            kw = {"crop_border": cell.task.crop_border, "y_channel": cell.task.y_channel}
-            ps.append(psnr(out, gt, **kw))
-            ss.append(ssim(out, gt, **kw))
+            cb, y = cell.task.crop_border, cell.task.y_channel
+            ps.append(psnr(out, gt, crop_border=cb, y_channel=y))
+            ss.append(ssim(out, gt, crop_border=cb, y_channel=y))
     finally:
         model.train(was_training)
     return float(np.mean(ps)), float(np.mean(ss))
@@ -133,8 +133,9 @@ def reference_psnr(cell: Cell) -> float:
     """PSNR of the degraded input itself (bicubic upscaling for SR): the bar a model must clear."""
     from ablate.metrics import psnr
 
-    kw = {"crop_border": cell.task.crop_border, "y_channel": cell.task.y_channel}
-    return float(np.mean([psnr(cell.task.baseline(lq).clamp(0, 1), gt, **kw) for lq, gt in cell.val]))
+    cb, y = cell.task.crop_border, cell.task.y_channel
+    return float(np.mean([psnr(cell.task.baseline(lq).clamp(0, 1), gt, crop_border=cb, y_channel=y)
+                          for lq, gt in cell.val]))
 
 
 def _rng_state() -> dict[str, Any]:
@@ -264,8 +265,8 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
             scheduler.step()
             if ema is not None:
                 with torch.no_grad():
-                    ema_p = list(ema.parameters())
-                    torch._foreach_lerp_(ema_p, list(model.parameters()), 1.0 - tr.ema)
+                    ema_p: list[Tensor] = list(ema.parameters())
+                    torch._foreach_lerp_(ema_p, list[Tensor](model.parameters()), 1.0 - tr.ema)
                     for b_ema, b in zip(ema.buffers(), model.buffers()):
                         b_ema.copy_(b)
             loss_sum += float(loss.detach())
@@ -289,7 +290,7 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
                 metrics.update({"val/psnr": val_psnr, "val/ssim": val_ssim})
             if metrics or traces is not None or step % log_every == 0:
                 metrics["train/loss"] = loss_sum / max(loss_n, 1)
-                metrics["train/lr"] = scheduler.get_last_lr()[0]
+                metrics["train/lr"] = float(scheduler.get_last_lr()[0])
                 loss_sum, loss_n = 0.0, 0
                 history.append({"step": step, **metrics})
                 ckpt = None

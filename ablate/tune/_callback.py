@@ -12,7 +12,7 @@ from ray import tune
 
 from ablate.spec import CellSpec
 
-from ._trial import CELL, FINAL, REASON, STATUS, STEP
+from ._trial import FINAL, REASON, STATUS, STEP
 
 _METRIC_PREFIXES = ("train/", "val/", "feat/", "ref/", "final/", "best/", "time/")
 _SUMMARY_EXTRA = ("steps", "params")
@@ -46,7 +46,7 @@ class SweepCallback(tune.Callback):
         self.ended: set[str] = set()
         self.traces: dict[str, list[tuple[int, dict[str, float]]]] = {}
         self._last_print = 0.0
-        self._closed = False
+        self._closed: tuple[int, int] = (-1, -1)
         self.cell_seconds: dict[str, float] = {}
 
     # Ray hooks ----------------------------------------------------------------------------
@@ -104,14 +104,14 @@ class SweepCallback(tune.Callback):
     # helpers --------------------------------------------------------------------------------
     def close(self) -> None:
         """End every run still open as killed (interrupted sweep) and print the final table."""
-        if self._closed:
-            return
-        self._closed = True
+        if self._closed == (len(self.rows), len(self.ended)) and len(self.ended) == len(self.rows):
+            return  # nothing new since the last close (Ray calls it, then the runner does)
         for cell_id in list(self.runs):
             if cell_id not in self.ended:
                 self._end(cell_id, "killed", "the sweep stopped before this cell finished", {})
         self.tracker.flush()
         self.print_table(force=True)
+        self._closed = (len(self.rows), len(self.ended))
 
     def _ensure_run(self, cell_id: str) -> str:
         if cell_id not in self.runs:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ablate.errors import AblateError
-from ablate.spec import CellSpec
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,11 @@ from ._runner import SweepOptions, SweepSummary, _init_ray, _open_tracker, _safe
 def _space(search: Any) -> dict[str, Any]:
     from ray import tune
 
-    space = {}
+    space: dict[str, Any] = {}
     for key, dim in search.space.items():
-        get = dim.get if isinstance(dim, dict) else lambda k, d=dim: getattr(d, k, None)
+        def get(k: str, d: Any = dim) -> Any:
+            return d.get(k) if isinstance(d, dict) else getattr(d, k, None)
+
         kind = get("type")
         if kind == "loguniform":
             space[key] = tune.loguniform(get("low"), get("high"))
@@ -38,11 +40,23 @@ def _space(search: Any) -> dict[str, Any]:
     return space
 
 
+def _searcher(metric: str, mode: str, seed: int) -> Any:
+    """OptunaSearch that skips intermediate results without the metric (probe-only reports)."""
+    from ray.tune.search.optuna import OptunaSearch
+
+
+    class _Optuna(OptunaSearch):  # type: ignore[misc]
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            if metric in result:
+                super().on_trial_result(trial_id, result)
+
+    return _Optuna(metric=metric, mode=mode, seed=seed)
+
+
 def search(spec: Any, opts: SweepOptions) -> SweepSummary:
     from ray import tune
     from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     from ablate.sweep import expand, plan_rows
 
@@ -78,10 +92,11 @@ def search(spec: Any, opts: SweepOptions) -> SweepSummary:
             scheduler = None
             if getattr(srch, "scheduler", "none") == "asha":
                 scheduler = ASHAScheduler(time_attr=STEP, max_t=base.train.steps,
-                                          grace_period=max(base.train.eval_every, 1), reduction_factor=2)
+                                          grace_period=max(base.train.eval_every, 1), reduction_factor=2,
+                                          stop_last_trials=False)  # a trial that got there reports its summary
             study_path = state_dir / "optuna"
             study_path.mkdir(exist_ok=True)
-            searcher = OptunaSearch(metric=srch.metric, mode=srch.mode, seed=base.seed)
+            searcher = _searcher(srch.metric, srch.mode, base.seed)
             trainable = tune.with_resources(
                 tune.with_parameters(cell_trial, cells=configs, state_dir=str(state_dir), threads=int(max(1, cpus))),
                 {"cpu": cpus, "gpu": gpus})
@@ -99,8 +114,9 @@ def search(spec: Any, opts: SweepOptions) -> SweepSummary:
                 grid = tuner.fit()
             try:
                 best = grid.get_best_result(metric=srch.metric, mode=srch.mode)
-                picked = {k: v for k, v in best.config.items() if k != "base"}
-                stream.write(f"best for {base.id}: {srch.metric} = {best.metrics.get(srch.metric)}  {picked}\n")
+                picked = {k: v for k, v in (best.config or {}).items() if k != "base"}
+                stream.write(f"best for {base.id}: {srch.metric} = {(best.metrics or {}).get(srch.metric)}  "
+                             f"{picked}\n")
                 tracker.set_tags(parent, {f"ablate.best.{base.id}": str(picked)[:4000]})
             except Exception as err:  # every trial failed: the table says why
                 stream.write(f"no successful trial for {base.id}: {err}\n")
