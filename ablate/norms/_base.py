@@ -88,10 +88,6 @@ class NormPreset:
     sites: Mapping[str, str] = field(default_factory=dict)  # site -> normalizer key
     description: str = ""
 
-    @property
-    def __doc__(self) -> str:  # type: ignore[override]  # registry descriptions
-        return self.description
-
 
 @dataclass(frozen=True)
 class NormVariant:

@@ -104,6 +104,9 @@ class Registry(Generic[T]):
                 f"duplicate {self.kind} key {key!r}: already registered by {old.source} "
                 f"({_qualname(old.obj)}), registered again by {source} ({_qualname(obj)})"
             )
+        own = getattr(obj, "description", None)  # presets (NormPreset, TaskPreset) carry their own
+        if not description and isinstance(own, str) and own and not isinstance(obj, type):
+            description = own
         self._entries[key] = Entry(self.kind, key, obj, source, version or "", description or _first_line(obj))
         if self._loading is not None:  # only once accepted: reload_plugins must never drop a built-in
             self._plugin_keys.add(key)
