@@ -5,24 +5,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from ablate.backbones._common import WindowAttention, pad_to_multiple, relative_position_index
 from ablate.backbones.hat import OverlappingCrossAttention
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run these tiny CPU models on one thread: a second intra-op thread buys little at this size and,
-    on a busy 2-core machine, stalls on OpenMP barriers (measured: 13 s vs 63 s for this folder)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _bias(table: torch.Tensor, qpos: tuple[int, int], kpos: tuple[int, int], wq: int, wk: int) -> torch.Tensor:

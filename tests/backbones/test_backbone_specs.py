@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -20,16 +19,6 @@ from ablate.registry import BACKBONES
 from ablate.spec import Component
 
 PRESETS = ("swinir-tiny", "swinir-light", "swinir", "hat-tiny", "hat-mini", "hat")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run these tiny CPU models on one thread: a second intra-op thread buys little at this size and,
-    on a busy 2-core machine, stalls on OpenMP barriers (measured: 13 s vs 63 s for this folder)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _count(model: torch.nn.Module, *, tables: bool = True) -> int:

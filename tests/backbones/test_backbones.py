@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,16 +20,6 @@ from ablate.registry import BACKBONES
 TINY = ("swinir-tiny", "hat-tiny")
 ODD = (37, 29)  # neither side a multiple of 8 or 16
 SMALL_ODD = (19, 13)  # for the big presets (CPU time)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run these tiny CPU models on one thread: a second intra-op thread buys little at this size and,
-    on a busy 2-core machine, stalls on OpenMP barriers (measured: 13 s vs 63 s for this folder)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _spec(name: str) -> str | dict[str, object]:
