@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ablate.backbones import build_backbone
+from ablate.backbones import build_backbone, validate_backbone
+from ablate.errors import AblateError
 from ablate.norms import resolve_norm
 
 BASELINE = "token_ln"
@@ -139,6 +140,16 @@ def main() -> None:
             setattr(args, key, value)
     if BASELINE not in args.variants:
         args.variants.insert(0, BASELINE)
+    for variant in args.variants:  # fail before any timing, with ablate's one-line message
+        try:
+            resolve_norm(*parse_variant(variant))
+        except AblateError as err:
+            raise SystemExit(f"--variants {variant}: {err}") from None
+    for model_name in args.models:
+        try:
+            validate_backbone(model_name)
+        except AblateError as err:
+            raise SystemExit(f"--models {model_name}: {err}") from None
     if args.patch % args.scale:
         raise SystemExit(f"--patch {args.patch} must be a multiple of --scale {args.scale}")
     if args.repeats < 1:

@@ -26,6 +26,9 @@ Reported:
   every core-second the sweep spends on something other than the cells' work: Ray startup, worker
   start and imports, MLflow logging on the driver, checkpoints, the dashboard, and cores left idle at
   the tail. Shown also without Ray startup and the dashboard, which are paid once per sweep.
+- **setup**: from calling ``run_sweep`` until it queues the trials (importing Ray Tune, opening the
+  MLflow store and starting the sweep run, ``ray.init``), found from the time of its "running N
+  cells" line; the rest of the wall is the trials, their logging, the dashboard and teardown.
 - **Ray startup**: ``ray.init`` (as ``run_sweep`` calls it) timed on its own after the sweep, after
   ``ray.shutdown``.
 - **dashboard**: its build rebuilt once on its own after the sweep (when the sweep built one).
@@ -258,6 +261,8 @@ def main() -> None:
         print(f"| driver-side cell time − cell's own time/total_s (median) | {statistics.median(driver):.2f} s |")
     print(f"| sweep setup before the first trial is queued (imports, MLflow store + sweep run, ray.init) | "
           f"{sweep['setup']:.2f} s |")
+    print(f"| … the rest: trials on Ray Tune, logging, dashboard, teardown (wall − setup) | "
+          f"{wall - sweep['setup']:.2f} s |")
     print(f"| Ray startup alone (ray.init, fresh local cluster, timed after the sweep) | {t_ray:.2f} s |")
     print(f"| dashboard build (rebuilt on its own) | {t_dash:.2f} s |")
     print(f"| MLflow time on the driver (SweepSummary.mlflow_s) | {summary.mlflow_s:.2f} s "

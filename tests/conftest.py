@@ -17,3 +17,20 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[str]:
+    """One local Ray for the whole session (``run_sweep`` reuses an initialized Ray, so every sweep
+    pays Ray's start-up once); yields its address so a subprocess ``ablate run`` can join it."""
+    import logging
+
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        # log_to_driver off: worker output would otherwise interleave with pytest's capture
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray.get_runtime_context().gcs_address
+    if started:
+        ray.shutdown()

@@ -69,7 +69,14 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
                                     cell.flat_params(), {"ablate.norm": label, "ablate.pairing": cell.pairing_key,
                                                          **provenance_tags(cell)})
         reporter = _Tee(reporter, tracker, run_id)
-    result = run_cell(cell, reporter)
+    try:
+        result = run_cell(cell, reporter)
+    except BaseException as err:
+        if tracker is not None:  # never leave the runs "running"
+            killed = isinstance(err, KeyboardInterrupt)
+            tracker.end_cell(run_id, "killed" if killed else "failed", str(err) or type(err).__name__)
+            tracker.end_sweep(parent, "KILLED" if killed else "FAILED")
+        raise
     if tracker is not None:
         tracker.end_cell(run_id, result.status, result.reason, result.summary)
         tracker.end_sweep(parent, "FINISHED")

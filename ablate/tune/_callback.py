@@ -38,6 +38,7 @@ class SweepCallback(tune.Callback):
         self.labels: dict[str, str] = {}
         self.trial_cell: dict[str, str] = {}  # Ray trial id -> cell id
         self.extra_tags = tags or {}
+        self.expected = len(cells)  # cells this sweep will run (a search's trials come on top)
         self.state_dir = state_dir
         self.stream = stream or sys.stdout
         self.refresh_s = refresh_s
@@ -48,6 +49,14 @@ class SweepCallback(tune.Callback):
         self._last_print = 0.0
         self._closed: tuple[int, int] = (-1, -1)
         self.cell_seconds: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment state; the live object stays in this process.
+        # Streams (CliRunner's, a log file) and the MLflow client do not pickle, and need not.
+        state = dict(self.__dict__)
+        state["stream"] = None
+        state["tracker"] = None
+        return state
 
     # Ray hooks ----------------------------------------------------------------------------
     def _cell_id(self, trial: Any) -> str:
@@ -178,6 +187,7 @@ class SweepCallback(tune.Callback):
                          "max msq": "" if math.isnan(r["max_msq"]) else f"{r['max_msq']:.3g}",
                          "status": r["status"]})
         done = sum(r["status"] != "running" for r in self.rows.values())
-        self.stream.write(f"\n[{time.strftime('%H:%M:%S')}] {done}/{len(self.rows)} cells done\n")
+        total = max(len(self.rows), self.expected)
+        self.stream.write(f"\n[{time.strftime('%H:%M:%S')}] {done}/{total} cells done\n")
         self.stream.write(table(rows, list(rows[0])) + "\n")
         self.stream.flush()

@@ -83,18 +83,22 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
     opts = opts or SweepOptions()
     stream = opts.stream or sys.stdout
     t_start = time.perf_counter()
-    state_dir = opts.state_dir.resolve()
+    state_dir = Path(opts.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     cells = expand(spec)
     tracker = _open_tracker(spec, opts)
-    parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(cells))
-    summary = SweepSummary(spec.name, parent, tracker.tracking_uri)
     done = {} if opts.force else tracker.finished_cells(spec.name)
     todo = [c for c in cells if c.id not in done]
-    summary.skipped = [c.id for c in cells if c.id in done]
-    if summary.skipped:
-        stream.write(f"{len(summary.skipped)} of {len(cells)} cells already finished in experiment "
+    skipped = [c.id for c in cells if c.id in done]
+    if skipped:
+        stream.write(f"{len(skipped)} of {len(cells)} cells already finished in experiment "
                      f"{spec.name!r}; skipping them (--force reruns them)\n")
+    if not todo:  # nothing to run: no empty sweep run in MLflow
+        return SweepSummary(spec.name, "", tracker.tracking_uri, {cid: "finished" for cid in skipped}, skipped,
+                            time.perf_counter() - t_start, tracker.log_time)
+    parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(cells))
+    summary = SweepSummary(spec.name, parent, tracker.tracking_uri)
+    summary.skipped = skipped
     if opts.force:
         for c in cells:
             shutil.rmtree(state_dir / "checkpoints" / c.id, ignore_errors=True)
@@ -142,6 +146,9 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
     except KeyboardInterrupt:
         status = "KILLED"
         stream.write("interrupted: running cells are recorded as killed; `ablate resume` continues them\n")
+    except BaseException:
+        status = "FAILED"
+        raise
     finally:
         if callback is not None:
             callback.close()
@@ -150,25 +157,24 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
         for cid in summary.skipped:
             summary.statuses.setdefault(cid, "finished")
         if opts.dashboard and todo and status == "FINISHED":
-            summary.dashboard = _dashboard(tracker, parent, spec.name, state_dir, stream)
+            summary.dashboard = _dashboard(tracker, parent, spec.name, state_dir)
         tracker.end_sweep(parent, status)
         summary.mlflow_s = tracker.log_time
         summary.wall_s = time.perf_counter() - t_start
     return summary
 
 
-def _dashboard(tracker: Any, parent: str, name: str, state_dir: Path, stream: TextIO) -> Path | None:
+def _dashboard(tracker: Any, parent: str, name: str, state_dir: Path) -> Path | None:
     try:
         from ablate.report import build_dashboard
 
         out = build_dashboard(None, name, tracker.tracking_uri, state_dir / "dashboards" / f"{_safe(name)}.html")
         tracker.log_artifact(parent, out, "dashboard")
-        stream.write(f"dashboard: {out}\n")
         return Path(out)
     except AblateError as err:
-        stream.write(f"warning: dashboard not built: {err}\n")
+        print(f"warning: dashboard not built: {err}", file=sys.stderr)
     except Exception as err:  # the results are logged; a dashboard failure must not hide them
-        stream.write(f"warning: dashboard not built: {type(err).__name__}: {err}\n")
+        print(f"warning: dashboard not built: {type(err).__name__}: {err}", file=sys.stderr)
     return None
 
 

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 from ablate.errors import AblateError
@@ -69,7 +70,7 @@ def search(spec: Any, opts: SweepOptions) -> SweepSummary:
     srch = spec.search
     stream = opts.stream or sys.stdout
     t0 = time.perf_counter()
-    state_dir = opts.state_dir.resolve()
+    state_dir = Path(opts.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     bases = expand(spec)
     tracker = _open_tracker(spec, opts)

@@ -4,7 +4,9 @@
 
 The sweep runs as a user runs it: the ``ablate`` command in a subprocess (with the real stdout),
 attached through ``RAY_ADDRESS`` to the module's Ray so no second Ray starts. In-process runs
-through click's CliRunner fail today (see ``test_run_in_process_under_clirunner``). One sweep of three tiny cells covers the three ways a cell ends: one finishes, one diverges (its
+through click's CliRunner fail today (see ``test_run_in_process_under_clirunner``).
+
+One sweep of three tiny cells covers the three ways a cell ends: one finishes, one diverges (its
 divergence guard ``train.max_msq`` is tiny) and one fails inside its Ray worker (its only training
 image is a truncated PNG). The sweep goes on past the bad cells, records each status with a reason
 and exits 1. A bad YAML stops before anything runs: exit 2, one line, nothing written.
@@ -13,7 +15,6 @@ and exits 1. A bad YAML stops before anything runs: exit 2, one line, nothing wr
 from __future__ import annotations
 
 import io
-import logging
 import math
 import os
 import subprocess
@@ -52,19 +53,6 @@ include:
   - {{seed: 0, train.max_msq: 1.0e-9}}
   - {{seed: 0, data: {{name: folder, path: broken, val_fraction: 0}}}}
 {CELLS}"""
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[str]:
-    """A local Ray for the module (a running one is reused, not stopped); yields its address."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    yield ray.get_runtime_context().gcs_address
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -210,9 +198,6 @@ def test_run_bad_yaml_is_one_line_exit_2_and_writes_nothing(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug in ablate/tune: Tune pickles its RunConfig callbacks when the Tuner "
-                   "is built, and SweepCallback keeps the output stream; CliRunner's stdout, like any "
-                   "stream but the process's own sys.stdout, cannot be pickled (TypeError)")
 def test_run_in_process_under_clirunner(ray_session: str, no_tracking_env: None, request: pytest.FixtureRequest,
                                         tmp_path: Path) -> None:
     (tmp_path / "one.yaml").write_text(f"name: cli-inproc\nnorm: token_ln\n{CELLS}".replace("steps: 20", "steps: 5"))

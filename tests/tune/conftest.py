@@ -9,25 +9,10 @@ cores) means every sweep in the module pays Ray's start-up once, not per sweep.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    """A local Ray for the module; an already running one (a wider fixture's) is reused, not stopped."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        # log_to_driver off: worker output would otherwise interleave with pytest's capture
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
