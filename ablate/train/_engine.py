@@ -99,6 +99,39 @@ def _copy_shared(src: nn.Module, dst: nn.Module) -> int:
     return len(shared)
 
 
+class _Prefetcher:
+    """Prepares the next batches on background threads while the GPU trains.
+
+    Batches are a pure function of the step, so preparing them ahead changes nothing. On the CPU the
+    trial owns its cores and preparing batches would only steal them: depth 0 there.
+    """
+
+    def __init__(self, sampler: Any, last: int, depth: int, pin: bool) -> None:
+        self.sampler, self.last, self.depth, self.pin = sampler, last, depth, pin
+        self.pending: dict[int, Any] = {}
+        self.pool = None
+        if depth:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="ablate-data")
+
+    def _make(self, step: int) -> tuple[Tensor, Tensor]:
+        lq, gt = self.sampler.batch(step)
+        return (lq.pin_memory(), gt.pin_memory()) if self.pin else (lq, gt)
+
+    def get(self, step: int) -> tuple[Tensor, Tensor]:
+        if self.pool is None:
+            return self._make(step)
+        for ahead in range(step, min(step + self.depth, self.last) + 1):
+            if ahead not in self.pending:
+                self.pending[ahead] = self.pool.submit(self._make, ahead)
+        return self.pending.pop(step).result()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _loss_fn(name: str) -> Any:
     if name == "l1":
         return F.l1_loss
@@ -240,6 +273,8 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
     loss_sum, loss_n = resumed_loss
     autocast = tr.amp == "bf16"
     model.train()
+    cuda = device.type == "cuda"
+    batches = _Prefetcher(cell.sampler, tr.steps, depth=2 if cuda else 0, pin=cuda)
     try:
         if probe is not None and start == 0:  # the untrained state: the trace's step 0
             t0 = time.perf_counter()
@@ -248,7 +283,7 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
             reporter.report(0, {"ref/psnr_input": ref_psnr}, last_trace)
         for step in range(start + 1, tr.steps + 1):
             t0 = time.perf_counter()
-            lq, gt = cell.sampler.batch(step)
+            lq, gt = batches.get(step)
             lq, gt = lq.to(device, non_blocking=True), gt.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 pred = model(lq)
@@ -301,6 +336,8 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
                 reporter.report(step, {}, None, snapshot(step))
     except Diverged as err:
         status, reason = "diverged", str(err)
+    finally:
+        batches.close()
 
     summary: dict[str, float] = {"ref/psnr_input": ref_psnr, "steps": float(step)}
     if status == "finished":

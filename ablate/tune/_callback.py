@@ -29,7 +29,7 @@ def _metrics_of(result: dict[str, Any]) -> dict[str, float]:
 class SweepCallback(tune.Callback):
     """Logs every trial to its MLflow child run, in batches, from the driver process only."""
 
-    def __init__(self, tracker: Any, parent_run_id: str, cells: dict[str, dict[str, Any]], state_dir: Path,
+    def __init__(self, tracker: Any, parent_run_id: str, cells: dict[str, dict[str, Any]], ckpt_root: Path,
                  stream: TextIO | None = None, refresh_s: float = 5.0, tags: dict[str, str] | None = None) -> None:
         self.tracker = tracker
         self.parent = parent_run_id
@@ -39,7 +39,7 @@ class SweepCallback(tune.Callback):
         self.trial_cell: dict[str, str] = {}  # Ray trial id -> cell id
         self.extra_tags = tags or {}
         self.expected = len(cells)  # cells this sweep will run (a search's trials come on top)
-        self.state_dir = state_dir
+        self.ckpt_root = ckpt_root  # <state>/checkpoints/<experiment>: one folder per cell
         self.stream = stream or sys.stdout
         self.refresh_s = refresh_s
         self.runs: dict[str, str] = {}  # cell id -> run id
@@ -154,7 +154,7 @@ class SweepCallback(tune.Callback):
             self.print_table(force=True)
 
     def _log_artifacts(self, cell_id: str, run_id: str) -> None:
-        ckpt = self.state_dir / "checkpoints" / cell_id
+        ckpt = self.ckpt_root / cell_id
         for name, dest in (("samples.png", "samples"), ("state.pt", "checkpoint")):
             if (ckpt / name).exists():
                 self.tracker.log_artifact(run_id, ckpt / name, dest)

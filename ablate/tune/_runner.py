@@ -99,9 +99,11 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
     parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(cells))
     summary = SweepSummary(spec.name, parent, tracker.tracking_uri)
     summary.skipped = skipped
+    # per experiment: two experiments may hold the identical cell and must not share its checkpoint
+    ckpt_root = checkpoint_root(state_dir, spec.name)
     if opts.force:
         for c in cells:
-            shutil.rmtree(state_dir / "checkpoints" / c.id, ignore_errors=True)
+            shutil.rmtree(ckpt_root / c.id, ignore_errors=True)
     res = getattr(spec, "resources", None)
     cpus = opts.cpus_per_trial or (getattr(res, "cpus_per_trial", None) if res else None) or 1
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (
@@ -112,11 +114,11 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
     try:
         if todo:
             _init_ray(opts.address, None)
-            callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, state_dir,
+            callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, ckpt_root,
                                      stream=stream)
             trainable = tune.with_resources(
                 tune.with_parameters(cell_trial, cells={c.id: c.to_config() for c in todo},
-                                     state_dir=str(state_dir), threads=int(max(1, cpus))),
+                                     ckpt_root=str(ckpt_root), threads=int(max(1, cpus))),
                 {"cpu": cpus, "gpu": gpus},
             )
             from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
@@ -176,6 +178,10 @@ def _dashboard(tracker: Any, parent: str, name: str, state_dir: Path) -> Path | 
     except Exception as err:  # the results are logged; a dashboard failure must not hide them
         print(f"warning: dashboard not built: {type(err).__name__}: {err}", file=sys.stderr)
     return None
+
+
+def checkpoint_root(state_dir: Path, experiment: str) -> Path:
+    return Path(state_dir) / "checkpoints" / _safe(experiment)
 
 
 def _safe(name: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ablate.errors import AblateError
 
-from ._runner import SweepOptions, SweepSummary, _init_ray, _open_tracker, _safe
+from ._runner import SweepOptions, SweepSummary, _init_ray, _open_tracker, _safe, checkpoint_root
 
 
 def _space(search: Any) -> dict[str, Any]:
@@ -81,10 +81,12 @@ def search(spec: Any, opts: SweepOptions) -> SweepSummary:
     _init_ray(opts.address, None)
     res = getattr(spec, "resources", None)
     cpus = opts.cpus_per_trial or (getattr(res, "cpus_per_trial", None) if res else None) or 1
-    gpus = opts.gpus_per_trial or (getattr(res, "gpus_per_trial", None) if res else None) or 0
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (
+        getattr(res, "gpus_per_trial", None) if res else None) or 0
     max_conc = opts.max_concurrent or (getattr(res, "max_concurrent", None) if res else None)
     configs = {c.id: c.to_config() for c in bases}
-    callback = SweepCallback(tracker, parent, configs, state_dir, stream=stream, tags={"ablate.search": "optuna"})
+    ckpt_root = checkpoint_root(state_dir, spec.name)
+    callback = SweepCallback(tracker, parent, configs, ckpt_root, stream=stream, tags={"ablate.search": "optuna"})
     status = "FINISHED"
     try:
         for base in bases:
@@ -95,11 +97,9 @@ def search(spec: Any, opts: SweepOptions) -> SweepSummary:
                 scheduler = ASHAScheduler(time_attr=STEP, max_t=base.train.steps,
                                           grace_period=max(base.train.eval_every, 1), reduction_factor=2,
                                           stop_last_trials=False)  # a trial that got there reports its summary
-            study_path = state_dir / "optuna"
-            study_path.mkdir(exist_ok=True)
             searcher = _searcher(srch.metric, srch.mode, base.seed)
             trainable = tune.with_resources(
-                tune.with_parameters(cell_trial, cells=configs, state_dir=str(state_dir), threads=int(max(1, cpus))),
+                tune.with_parameters(cell_trial, cells=configs, ckpt_root=str(ckpt_root), threads=int(max(1, cpus))),
                 {"cpu": cpus, "gpu": gpus})
             tuner = Tuner(
                 trainable,

@@ -49,7 +49,7 @@ def cell_of(config: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[st
     return apply_overrides(cells[config["base"]], {k: v for k, v in config.items() if k != "base"})
 
 
-def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], state_dir: str, threads: int) -> None:
+def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_root: str, threads: int) -> None:
     """The Ray trainable: resolve the cell, resume from its checkpoint if one exists, run it."""
     import torch
 
@@ -64,7 +64,7 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], state_d
     try:
         spec = CellSpec.from_config(cell_of(config, cells))
         cell_id = spec.id
-        ckpt_dir = Path(state_dir) / "checkpoints" / cell_id
+        ckpt_dir = Path(ckpt_root) / cell_id
         resume = None
         if (ckpt_dir / _CHECKPOINT_FILE).exists():
             try:

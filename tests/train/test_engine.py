@@ -126,3 +126,18 @@ def test_result_type_and_history():
     assert isinstance(result, CellResult)
     assert result.step == 12
     assert [h["step"] for h in result.history if "val/psnr" in h] == [6, 12]
+
+
+def test_prefetched_batches_are_the_samplers_batches():
+    from ablate.train._engine import _Prefetcher
+
+    cell = Cell(tiny_cell())
+    pre = _Prefetcher(cell.sampler, last=5, depth=2, pin=False)
+    try:
+        for step in range(1, 6):
+            lq, gt = pre.get(step)
+            ref_lq, ref_gt = cell.sampler.batch(step)
+            assert torch.equal(lq, ref_lq) and torch.equal(gt, ref_gt)
+        assert not pre.pending  # nothing prepared past the last step
+    finally:
+        pre.close()
