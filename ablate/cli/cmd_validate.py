@@ -12,7 +12,9 @@ from ablate.errors import AblateError
 
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def command(files: tuple[str, ...]) -> None:
+@click.option("--no-data-check", "check_data", flag_value=False, default=True,
+              help="Check the dataset's name only, not its folders (a spec written for another machine).")
+def command(files: tuple[str, ...], check_data: bool) -> None:
     """Check experiment YAML files: schema, names, parameters, grid; runs nothing.
 
     \b
@@ -26,14 +28,14 @@ def command(files: tuple[str, ...]) -> None:
     from ablate.sweep import expand
 
     if len(files) == 1:  # one file: errors go through the CLI group's one-line handler
-        spec = load_experiment(files[0])
+        spec = load_experiment(files[0], check_data=check_data)
         n = len(expand(spec))
         click.echo(f"ok: {n} cell{'s' if n != 1 else ''}, {spec.name}")
         return
     failed = False
     for file in files:
         try:
-            spec = load_experiment(file)
+            spec = load_experiment(file, check_data=check_data)
             n = len(expand(spec))
         except AblateError as err:
             click.echo(f"error: {err}", err=True)

@@ -224,8 +224,12 @@ def _yaml_error(err: yaml.YAMLError, file: str) -> SpecError:
     return SpecError(where, "valid YAML", None, file=file, hint=problem)
 
 
-def load_experiment(path: str | os.PathLike[str]) -> ExperimentSpec:
-    """Read, parse and validate an experiment YAML file; :class:`SpecError` on any problem."""
+def load_experiment(path: str | os.PathLike[str], *, check_data: bool = True) -> ExperimentSpec:
+    """Read, parse and validate an experiment YAML file; :class:`SpecError` on any problem.
+
+    ``check_data=False`` checks only the dataset's name, not its folders: a spec written for a
+    cluster's storage can be validated on a laptop.
+    """
     file = os.fspath(path)
     p = Path(file)
     if not p.is_file():
@@ -244,16 +248,17 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentSpec:
         raw = yaml.load(text, Loader=_Loader)  # noqa: S506  (_Loader is a SafeLoader)
     except yaml.YAMLError as err:
         raise _yaml_error(err, file) from None
-    return parse_experiment(raw, file=file, source_text=text)
+    return parse_experiment(raw, file=file, source_text=text, check_data=check_data)
 
 
-def parse_experiment(mapping: Any, *, file: str | None = None, source_text: str | None = None) -> ExperimentSpec:
+def parse_experiment(mapping: Any, *, file: str | None = None, source_text: str | None = None,
+                     check_data: bool = True) -> ExperimentSpec:
     """Validate a parsed YAML mapping into an :class:`ExperimentSpec` (and expand it once, as a check).
 
     Every registry name and parameter is resolved here, so a typo fails now, not in a trial.
     """
     try:
-        spec = _Parser(file).parse(mapping, source_text)
+        spec = _Parser(file, check_data).parse(mapping, source_text)
         from ablate.sweep import expand  # sweep imports spec: import here, not at module level
 
         expand(spec)  # norm × rescale combinations, exclude matches, dotted overrides per cell
@@ -417,8 +422,9 @@ def _unknown_key(where: str, key: Any, valid: Iterable[str], what: str) -> SpecE
 
 
 class _Parser:
-    def __init__(self, file: str | None) -> None:
+    def __init__(self, file: str | None, check_data: bool = True) -> None:
         self.file = file
+        self.check_data = check_data
         self.train = TrainSpec()
         self.probes = ProbeSpec()
         self._checked: dict[tuple[str, Component], None] = {}
@@ -439,6 +445,13 @@ class _Parser:
             comp = Component.parse(raw, where)
             if axis == "data":
                 comp = self.absolute_paths(comp)
+            if axis == "data" and not self.check_data:
+                keys = _registry_keys("data")
+                if keys is not None and comp.name not in keys:
+                    near = closest(comp.name, keys)
+                    raise SpecError(f"{where}.name" if comp.params else where, "a registered data", comp.name,
+                                    hint=(f"did you mean {near!r}? " if near else "") + f"valid: {', '.join(keys)}")
+                return comp
             if (axis, comp) not in self._checked:
                 check_component(axis, comp, where)
                 self._checked[(axis, comp)] = None
