@@ -331,13 +331,13 @@ def test_missing_data_folder_names_the_file(tmp_path: Path) -> None:
 
 
 def test_data_folders_can_be_left_unchecked_but_names_cannot(tmp_path):
-    from ablate.errors import SpecError
+    from ablate.errors import DataError, SpecError
     from ablate.spec import load_experiment
 
     f = tmp_path / "cluster.yaml"
     f.write_text("name: c\nnorm: token_ln\nbackbone: swinir-tiny\ntask: sr-x2\n"
                  "data: {name: folder, path: /nonexistent/DF2K/HR}\n")
-    with pytest.raises(SpecError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         load_experiment(f)
     assert load_experiment(f, check_data=False).name == "c"
     f.write_text(f.read_text().replace("name: folder", "name: foldr"))
