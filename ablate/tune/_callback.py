@@ -30,7 +30,7 @@ class SweepCallback(tune.Callback):
     """Logs every trial to its MLflow child run, in batches, from the driver process only."""
 
     def __init__(self, tracker: Any, parent_run_id: str, cells: dict[str, dict[str, Any]], ckpt_root: Path,
-                 stream: TextIO | None = None, refresh_s: float = 5.0, tags: dict[str, str] | None = None) -> None:
+                 stream: TextIO | None = None, refresh_s: float | None = None, tags: dict[str, str] | None = None) -> None:
         self.tracker = tracker
         self.parent = parent_run_id
         self.base_cells = cells  # cell configs by id (grid cells, or a search's base cells)
@@ -41,7 +41,10 @@ class SweepCallback(tune.Callback):
         self.expected = len(cells)  # cells this sweep will run (a search's trials come on top)
         self.ckpt_root = ckpt_root  # <state>/checkpoints/<experiment>: one folder per cell
         self.stream = stream or sys.stdout
-        self.refresh_s = refresh_s
+        # a terminal gets the table redrawn in place every 2 s; a log file a new one every 30 s
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.refresh_s = refresh_s if refresh_s is not None else (2.0 if self.tty else 30.0)
+        self._drawn_lines = 0
         self.runs: dict[str, str] = {}  # cell id -> run id
         self.rows: dict[str, dict[str, Any]] = {}
         self.ended: set[str] = set()
@@ -119,7 +122,7 @@ class SweepCallback(tune.Callback):
             if cell_id not in self.ended:
                 self._end(cell_id, "killed", "the sweep stopped before this cell finished", {})
         self.tracker.flush()
-        self.print_table(force=True)
+        self.print_table(force=True, final=True)
         self._closed = (len(self.rows), len(self.ended))
 
     def _ensure_run(self, cell_id: str) -> str:
@@ -150,6 +153,7 @@ class SweepCallback(tune.Callback):
         self.tracker.end_cell(run_id, status, reason, summary)
         if reason and status != "finished":
             self.stream.write(f"cell {cell_id} {status}: {reason}\n")
+            self._drawn_lines = 0
         if len(self.ended) < len(self.rows):  # close() prints the last table
             self.print_table(force=True)
 
@@ -172,7 +176,7 @@ class SweepCallback(tune.Callback):
         if time.perf_counter() - self._last_print >= self.refresh_s:
             self.print_table(force=True)
 
-    def print_table(self, force: bool = True) -> None:
+    def print_table(self, force: bool = True, final: bool = False) -> None:
         if not self.rows:
             return
         self._last_print = time.perf_counter()
@@ -188,6 +192,12 @@ class SweepCallback(tune.Callback):
                          "status": r["status"]})
         done = sum(r["status"] != "running" for r in self.rows.values())
         total = max(len(self.rows), self.expected)
-        self.stream.write(f"\n[{time.strftime('%H:%M:%S')}] {done}/{total} cells done\n")
-        self.stream.write(table(rows, list(rows[0])) + "\n")
+        text = f"[{time.strftime('%H:%M:%S')}] {done}/{total} cells done\n" + table(rows, list(rows[0])) + "\n"
+        if self.tty and self._drawn_lines:  # redraw in place: cursor up over the last table, clear below
+            self.stream.write(f"\x1b[{self._drawn_lines}F\x1b[J")
+        elif not self.tty:
+            text = "\n" + text
+        self.stream.write(text)
         self.stream.flush()
+        # lines printed between two tables (a cell's failure reason) stay: start a fresh table below them
+        self._drawn_lines = text.count("\n") if self.tty and not final else 0
