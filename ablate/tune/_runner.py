@@ -130,6 +130,9 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
                 param_space={"cell_id": tune.grid_search([c.id for c in todo])},
                 tune_config=TuneConfig(
                     max_concurrent_trials=max_conc,
+                    # a finished trial's worker process takes the next cell: no new process, no
+                    # second import of torch and ablate (the cell state lives in the function's frame)
+                    reuse_actors=True,
                     trial_name_creator=lambda t: t.config["cell_id"],
                     trial_dirname_creator=lambda t: t.config["cell_id"],
                 ),
