@@ -159,9 +159,13 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
             callback.close()
             summary.statuses = {cid: row["status"] for cid, row in callback.rows.items()}
             summary.cell_s = dict(callback.cell_seconds)
+            if status == "FINISHED" and "killed" in summary.statuses.values():
+                status = "KILLED"  # Ray Tune turns Ctrl-C into a graceful stop, not an exception
+                stream.write("interrupted: unfinished cells are recorded as killed; `ablate resume` continues "
+                             "them from their last checkpoint\n")
         for cid in summary.skipped:
             summary.statuses.setdefault(cid, "finished")
-        if opts.dashboard and todo and status == "FINISHED":
+        if opts.dashboard and todo and status in ("FINISHED", "KILLED"):
             summary.dashboard = _dashboard(tracker, parent, spec.name, state_dir)
         tracker.end_sweep(parent, status)
         summary.mlflow_s = tracker.log_time
