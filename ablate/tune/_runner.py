@@ -63,6 +63,17 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
 
 
+def trial_resources(spec: Any, opts: SweepOptions) -> tuple[float, float, int | None]:
+    """(CPUs, GPUs per trial, max concurrent trials): the command line wins over the spec's
+    ``resources``; defaults 1 CPU, 0 GPU, as many trials as the resources allow."""
+    res = getattr(spec, "resources", None)
+    cpus = opts.cpus_per_trial or (getattr(res, "cpus_per_trial", None) if res else None) or 1
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (
+        getattr(res, "gpus_per_trial", None) if res else None) or 0
+    max_conc = opts.max_concurrent or (getattr(res, "max_concurrent", None) if res else None)
+    return cpus, gpus, max_conc
+
+
 def _open_tracker(spec: Any, opts: SweepOptions) -> Any:
     from ablate.track import Tracker, resolve_tracking_uri
 
@@ -104,11 +115,7 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
     if opts.force:
         for c in cells:
             shutil.rmtree(ckpt_root / c.id, ignore_errors=True)
-    res = getattr(spec, "resources", None)
-    cpus = opts.cpus_per_trial or (getattr(res, "cpus_per_trial", None) if res else None) or 1
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (
-        getattr(res, "gpus_per_trial", None) if res else None) or 0
-    max_conc = opts.max_concurrent or (getattr(res, "max_concurrent", None) if res else None)
+    cpus, gpus, max_conc = trial_resources(spec, opts)
     status = "FINISHED"
     callback = None
     try:

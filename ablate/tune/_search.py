@@ -16,7 +16,15 @@ from typing import Any
 
 from ablate.errors import AblateError
 
-from ._runner import SweepOptions, SweepSummary, _init_ray, _open_tracker, _safe, checkpoint_root
+from ._runner import (
+    SweepOptions,
+    SweepSummary,
+    _init_ray,
+    _open_tracker,
+    _safe,
+    checkpoint_root,
+    trial_resources,
+)
 
 
 def _space(search: Any) -> dict[str, Any]:
@@ -79,11 +87,7 @@ def search(spec: Any, opts: SweepOptions) -> SweepSummary:
     summary = SweepSummary(spec.name, parent, tracker.tracking_uri)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # not every report carries val/psnr
     _init_ray(opts.address, None)
-    res = getattr(spec, "resources", None)
-    cpus = opts.cpus_per_trial or (getattr(res, "cpus_per_trial", None) if res else None) or 1
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (
-        getattr(res, "gpus_per_trial", None) if res else None) or 0
-    max_conc = opts.max_concurrent or (getattr(res, "max_concurrent", None) if res else None)
+    cpus, gpus, max_conc = trial_resources(spec, opts)
     configs = {c.id: c.to_config() for c in bases}
     ckpt_root = checkpoint_root(state_dir, spec.name)
     callback = SweepCallback(tracker, parent, configs, ckpt_root, stream=stream, tags={"ablate.search": "optuna"})
