@@ -18,6 +18,21 @@ from ._base import Normalizer
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+def _var_mean(x: Tensor, dim: int | tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """Biased variance and mean over ``dim`` (kept), as a mean plus the norm of the centred values.
+
+    Same result as ``torch.var_mean(..., correction=0)``; on CPU its Welford reduction is several
+    times slower than these two plain passes (measured in benchmarks/bench_norms.py).
+    """
+    dims = (dim,) if isinstance(dim, int) else dim
+    n = 1
+    for d in dims:
+        n *= x.shape[d]
+    mean = x.mean(dim=dims, keepdim=True)
+    var = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square() / n
+    return var, mean
+
+
 def _acc(x: Tensor) -> Tensor:
     """Statistics are accumulated in float32 for half/bfloat16 maps, as torch's own LayerNorm does.
 
@@ -176,7 +191,7 @@ class BatchNorm(Normalizer):
         use_batch = self.training or self.eval_stats == "batch"
         xs = _acc(x)
         if use_batch:
-            var, mean = torch.var_mean(xs, dim=(0, 1), correction=0)  # (C,)
+            var, mean = (t.flatten() for t in _var_mean(xs, (0, 1)))  # (C,)
             if self.training:
                 with torch.no_grad():
                     n = x.shape[0] * x.shape[1]
@@ -207,7 +222,7 @@ class InstanceNorm(Normalizer):
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         xs = _acc(x)
-        var, mean = torch.var_mean(xs, dim=1, keepdim=True, correction=0)  # (B, 1, C)
+        var, mean = _var_mean(xs, 1)  # (B, 1, C)
         rstd = torch.rsqrt(var + self.eps)
         scale = rstd * self.weight
         shift = torch.addcmul(self.bias, mean, scale, value=-1.0)
@@ -232,7 +247,7 @@ class GroupNorm(Normalizer):
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         b, n, c = x.shape
         xg = _acc(x).reshape(b, n, self.groups, c // self.groups)
-        var, mean = torch.var_mean(xg, dim=(1, 3), keepdim=True, correction=0)  # (B, 1, G, 1)
+        var, mean = _var_mean(xg, (1, 3))  # (B, 1, G, 1)
         rstd = torch.rsqrt(var + self.eps)
         y = ((xg - mean) * rstd).reshape(b, n, c)
         y = torch.addcmul(self.bias, y, self.weight)
