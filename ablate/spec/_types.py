@@ -72,7 +72,7 @@ class ScheduleSpec:
     warmup: int = 0  # linear warmup steps
     milestones: tuple[float, ...] = (0.5, 0.75)  # multistep: fractions of train.steps (or step counts ≥ 1)
     gamma: float = 0.5  # multistep decay factor
-    min_lr: float = 0.0  # cosine floor
+    min_lr: float = 0.0  # cosine floor, as a fraction of the base lr
 
 
 @dataclass(frozen=True)
