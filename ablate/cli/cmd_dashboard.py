@@ -1,6 +1,6 @@
 """``ablate dashboard``: an experiment's results as one self-contained HTML page.
 
-    ablate dashboard --experiment norm-ablation-quick
+    ablate dashboard --experiment quickstart
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def command(spec: str | None, experiments: tuple[str, ...], output: Path | None,
     """Write the dashboard of an experiment: ablation table, paired differences, divergence plots.
 
     \b
-        ablate dashboard --experiment norm-ablation-quick
-        ablate dashboard dashboards/divergence.yaml -e norm-ablation-quick -o divergence.html
+        ablate dashboard --experiment quickstart
+        ablate dashboard dashboards/divergence.yaml -e quickstart -o divergence.html
 
     SPEC is a dashboard YAML (see dashboards/), or a name in ./dashboards; without it, the default
     norm-ablation dashboard. The page needs no network to view: styles inline, plots inline SVG.

@@ -1,6 +1,6 @@
 """``ablate report``: the ablation table of an experiment, for papers (Markdown, CSV or LaTeX).
 
-    ablate report norm-ablation-quick --format latex
+    ablate report quickstart --format latex
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def command(experiment: str, fmt: str, spec: str | None, metric: str | None, bas
     paired differences against the baseline (95% CI and a paired t-test with ≥ 2 seeds).
 
     \b
-        ablate report norm-ablation-quick
-        ablate report norm-ablation-quick --format latex --metric final/ssim
-        ablate report norm-ablation-quick --format csv -o table.csv
+        ablate report quickstart
+        ablate report quickstart --format latex --metric final/ssim
+        ablate report quickstart --format csv -o table.csv
     """
     from ablate.report import ablation_table
     from ablate.track import resolve_tracking_uri

@@ -17,7 +17,7 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
     """Tune hyperparameters with Optuna (TPE) on Ray Tune, one study per base cell of the grid.
 
     \b
-        ablate search experiments/search-lr.yaml
+        ablate search experiments/paper/search-lr.yaml
 
     The file needs a `search:` section: metric (val/psnr), mode (max), num_samples, space
     ({train.optimizer.lr: {type: loguniform, low: 1e-4, high: 2e-3}}), scheduler (asha | none).

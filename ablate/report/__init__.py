@@ -1,8 +1,8 @@
 """Tables, plots and dashboards from an experiment's MLflow runs.
 
     from ablate.report import build_dashboard, ablation_table
-    build_dashboard(None, "norm-ablation-quick", None, "dashboard.html")   # default spec, default store
-    print(ablation_table("norm-ablation-quick").to_markdown())
+    build_dashboard(None, "quickstart", None, "dashboard.html")   # default spec, default store
+    print(ablation_table("quickstart").to_markdown())
 
 The only subpackage that imports matplotlib, jinja2 and pandas. MLflow is read through
 :mod:`ablate.track` (:class:`ablate.track.RunStore`).

@@ -1,7 +1,7 @@
 """Build the self-contained HTML dashboard of an experiment.
 
     from ablate.report import build_dashboard
-    path = build_dashboard("dashboards/norm-ablation.yaml", "norm-ablation-quick",
+    path = build_dashboard("dashboards/norm-ablation.yaml", "quickstart",
                            "sqlite:////abs/.ablate/mlflow.db", "report.html")
 
 One file, no network needed to view it: CSS inline, every plot an inline SVG, no JavaScript.

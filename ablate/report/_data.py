@@ -1,7 +1,7 @@
 """The cells of one or more experiments as a pandas table, plus the variant order and colours.
 
     from ablate.report._data import load_cells
-    cells = load_cells(["norm-ablation-quick"], "sqlite:////abs/.ablate/mlflow.db", spec)
+    cells = load_cells(["quickstart"], "sqlite:////abs/.ablate/mlflow.db", spec)
     cells.frame[["variant", "column", "status", "final/psnr"]]
 
 Fields (table rows/columns, filters) name a cell attribute: ``norm`` (the variant label, tag

@@ -1,7 +1,7 @@
 """The ablation table: mean ± std over seeds per (row, column), best per column, paired differences.
 
     from ablate.report import ablation_table
-    table = ablation_table("norm-ablation-quick", "sqlite:////abs/.ablate/mlflow.db")
+    table = ablation_table("quickstart", "sqlite:////abs/.ablate/mlflow.db")
     print(table.to_markdown())
 
 Paired differences: a variant's cell and the baseline's cell with the same ``ablate.pairing`` tag

@@ -6,7 +6,7 @@
 
 The schema (every key but ``name`` is optional)::
 
-    name: norm-ablation-quick            # the MLflow experiment
+    name: quickstart            # the MLflow experiment
     description: token LN vs global LN, with and without rescale
     grid:                                # axes crossed in file order, values in file order
       norm: [token_ln, global_ln, {name: group_norm, groups: 4}]

@@ -2,7 +2,7 @@
 
     from ablate.track import RunStore
     store = RunStore("sqlite:////abs/.ablate/mlflow.db")
-    cells = store.runs("norm-ablation-quick")                 # one dict per cell run
+    cells = store.runs("quickstart")                 # one dict per cell run
     hist = store.histories([c["run_id"] for c in cells], patterns=["feat/*/msq", "val/psnr"])
     steps, values = hist[cells[0]["run_id"]]["val/psnr"]
 
