@@ -239,6 +239,9 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
     loss_fn = _loss_fn(tr.loss)
     probe = Probe(model, cell.probe_lq) if cell.probe_lq is not None else None
     log_every = max(5, tr.steps // 500)
+    # The loss stays on the device between reports: reading it every step would make a GPU wait
+    # for each step to finish. Finiteness is checked at least every 50 steps.
+    guard_every = min(log_every, 50)
 
     history: list[dict[str, Any]] = []
     best_psnr = float("-inf")
@@ -264,13 +267,14 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
             Path(checkpoint_dir), model=model.state_dict(), ema=ema.state_dict() if ema else None,
             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=_rng_state(),
             step=step, history=history, best_psnr=best_psnr, last_trace=last_trace, cell=spec.to_config(),
-            loss_acc=(loss_sum, loss_n))
+            loss_acc=(float(loss_sum), loss_n))
 
     timers = {"train": 0.0, "probe": 0.0, "eval": 0.0}
     ref_psnr = reference_psnr(cell)
     status, reason = "finished", ""
     step = start
-    loss_sum, loss_n = resumed_loss
+    loss_sum = torch.tensor(resumed_loss[0], dtype=torch.float64, device=device)
+    loss_n = resumed_loss[1]
     autocast = tr.amp == "bf16"
     model.train()
     cuda = device.type == "cuda"
@@ -288,14 +292,12 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 pred = model(lq)
                 loss = loss_fn(pred.float(), gt)
-            if not torch.isfinite(loss):
-                raise Diverged(f"non-finite loss at step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             metrics: dict[str, float] = {}
+            gnorm = None
             if tr.grad_clip is not None:
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
-                metrics["train/grad_norm"] = float(gnorm)
             optimizer.step()
             scheduler.step()
             if ema is not None:
@@ -304,8 +306,10 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
                     torch._foreach_lerp_(ema_p, list[Tensor](model.parameters()), 1.0 - tr.ema)
                     for b_ema, b in zip(ema.buffers(), model.buffers()):
                         b_ema.copy_(b)
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach()
             loss_n += 1
+            if step % guard_every == 0 and not torch.isfinite(loss_sum):
+                raise Diverged(f"non-finite loss by step {step}")
             timers["train"] += time.perf_counter() - t0
 
             traces = None
@@ -315,7 +319,7 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
                 timers["probe"] += time.perf_counter() - t0
                 bad = _finite_trace_guard(traces, tr.max_msq)
                 if bad:
-                    reporter.report(step, {"train/loss": loss_sum / max(loss_n, 1)}, traces)
+                    reporter.report(step, {"train/loss": float(loss_sum) / max(loss_n, 1)}, traces)
                     raise Diverged(f"{bad} at step {step}")
             if step % tr.eval_every == 0 or step == tr.steps:
                 t0 = time.perf_counter()
@@ -324,9 +328,14 @@ def run_cell(spec: CellSpec, reporter: Reporter | None = None, *, checkpoint_dir
                 best_psnr = max(best_psnr, val_psnr)
                 metrics.update({"val/psnr": val_psnr, "val/ssim": val_ssim})
             if metrics or traces is not None or step % log_every == 0:
-                metrics["train/loss"] = loss_sum / max(loss_n, 1)
+                if not torch.isfinite(loss_sum):
+                    raise Diverged(f"non-finite loss by step {step}")
+                metrics["train/loss"] = float(loss_sum) / max(loss_n, 1)
+                if gnorm is not None:
+                    metrics["train/grad_norm"] = float(gnorm)
                 metrics["train/lr"] = float(scheduler.get_last_lr()[0])
-                loss_sum, loss_n = 0.0, 0
+                loss_sum.zero_()
+                loss_n = 0
                 history.append({"step": step, **metrics})
                 ckpt = None
                 if tr.checkpoint_every and step % tr.checkpoint_every == 0 and step < tr.steps:

@@ -141,3 +141,13 @@ def test_prefetched_batches_are_the_samplers_batches():
         assert not pre.pending  # nothing prepared past the last step
     finally:
         pre.close()
+
+
+def test_grad_clip_reports_the_norm_at_report_steps_only():
+    plain, clipped = Recorder(), Recorder()
+    run_cell(tiny_cell(**{"probes.every": 0}), plain)
+    run_cell(tiny_cell(**{"probes.every": 0, "train.grad_clip": 0.01}), clipped)
+    assert [s for s, *_ in clipped.reports] == [s for s, *_ in plain.reports]
+    norms = [m["train/grad_norm"] for _, m, _, _ in clipped.reports if "train/grad_norm" in m]
+    assert norms and all(math.isfinite(n) and n > 0 for n in norms)
+    assert not any("train/grad_norm" in m for _, m, _, _ in plain.reports)
