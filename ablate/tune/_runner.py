@@ -74,6 +74,16 @@ def trial_resources(spec: Any, opts: SweepOptions) -> tuple[float, float, int | 
     return cpus, gpus, max_conc
 
 
+def prepare(spec: Any, opts: SweepOptions) -> tuple[TextIO, Path, list[Any], Any]:
+    """What a sweep and a search both start with: the output stream, the state folder (created),
+    the expanded cells and the MLflow tracker."""
+    from ablate.sweep import expand
+
+    state_dir = Path(opts.state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return opts.stream or sys.stdout, state_dir, expand(spec), _open_tracker(spec, opts)
+
+
 def _open_tracker(spec: Any, opts: SweepOptions) -> Any:
     from ablate.track import Tracker, resolve_tracking_uri
 
@@ -86,18 +96,14 @@ def run_sweep(spec: Any, opts: SweepOptions | None = None) -> SweepSummary:
     """Run every cell of an experiment (skipping finished ones) as Ray Tune trials, logged to MLflow."""
     from ray import tune
 
-    from ablate.sweep import expand, plan_rows
+    from ablate.sweep import plan_rows
 
     from ._callback import SweepCallback
     from ._trial import cell_trial
 
     opts = opts or SweepOptions()
-    stream = opts.stream or sys.stdout
     t_start = time.perf_counter()
-    state_dir = Path(opts.state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    cells = expand(spec)
-    tracker = _open_tracker(spec, opts)
+    stream, state_dir, cells, tracker = prepare(spec, opts)
     done = {} if opts.force else tracker.finished_cells(spec.name)
     todo = [c for c in cells if c.id not in done]
     skipped = [c.id for c in cells if c.id in done]

@@ -8,10 +8,8 @@ is a cell of its own (its id includes the sampled values) logged as an MLflow ch
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 from ablate.errors import AblateError
@@ -20,9 +18,9 @@ from ._runner import (
     SweepOptions,
     SweepSummary,
     _init_ray,
-    _open_tracker,
     _safe,
     checkpoint_root,
+    prepare,
     trial_resources,
 )
 
@@ -67,7 +65,7 @@ def search(spec: Any, opts: SweepOptions) -> SweepSummary:
     from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner
     from ray.tune.schedulers import ASHAScheduler
 
-    from ablate.sweep import expand, plan_rows
+    from ablate.sweep import plan_rows
 
     from ._callback import SweepCallback
     from ._trial import STEP, cell_trial
@@ -76,12 +74,8 @@ def search(spec: Any, opts: SweepOptions) -> SweepSummary:
         raise AblateError(f"{getattr(spec, 'file', None) or spec.name}: search: expected a 'search' section "
                           "(metric, mode, num_samples, space) for `ablate search`")
     srch = spec.search
-    stream = opts.stream or sys.stdout
     t0 = time.perf_counter()
-    state_dir = Path(opts.state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    bases = expand(spec)
-    tracker = _open_tracker(spec, opts)
+    stream, state_dir, bases, tracker = prepare(spec, opts)
     parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(bases),
                                  tags={"ablate.search": "optuna"})
     summary = SweepSummary(spec.name, parent, tracker.tracking_uri)

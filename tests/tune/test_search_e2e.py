@@ -1,0 +1,62 @@
+"""``run_search`` end to end: Optuna through real local Ray, trials logged as child runs in SQLite."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ablate.spec import load_experiment
+from ablate.tune import SweepOptions, run_search
+
+pytestmark = pytest.mark.usefixtures("ray_session", "no_tracking_env")
+
+SPEC = """\
+name: search-e2e
+norm: token_ln
+backbone: {name: swinir-tiny, embed_dim: 16, depths: [1, 1], num_heads: 2, window_size: 4}
+task: sr-x2
+train: {steps: 10, batch_size: 2, patch_size: 16, val_size: 32, eval_every: 5, lowprec_eval: false}
+probes: {every: 5, patch_size: 16}
+search:
+  metric: val/psnr
+  mode: max
+  num_samples: 2
+  scheduler: none
+  space:
+    train.optimizer.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}
+"""
+
+
+def test_each_trial_is_a_cell_with_its_sampled_lr(fresh_state: Callable[[str], Path]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    state = fresh_state("search")
+    f = state.parent / "search.yaml"
+    f.write_text(SPEC)
+    summary = run_search(load_experiment(f), SweepOptions(state_dir=state, stream=io.StringIO()))
+    assert sorted(summary.statuses.values()) == ["finished", "finished"]
+
+    client = MlflowClient(summary.tracking_uri)
+    exp = client.get_experiment_by_name("search-e2e")
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if r.info.run_id == summary.parent_run_id][0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary.parent_run_id]
+    assert len(children) == 2
+    lrs = {float(r.data.params["train.optimizer.lr"]) for r in children}
+    assert len(lrs) == 2 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+    assert {r.data.tags["ablate.cell"] for r in children} == set(summary.statuses)
+    assert all(r.data.tags["ablate.search"] == "optuna" for r in children)
+    assert all("final/psnr" in r.data.metrics for r in children)
+    assert any(k.startswith("ablate.best.") for k in parent.data.tags)
+
+
+def test_search_needs_a_search_section(tmp_path: Path) -> None:
+    from ablate.errors import AblateError
+
+    f = tmp_path / "plain.yaml"
+    f.write_text(SPEC.split("search:")[0].replace("search-e2e", "plain"))
+    with pytest.raises(AblateError, match="expected a 'search' section"):
+        run_search(load_experiment(f), SweepOptions(state_dir=tmp_path / "state", stream=io.StringIO()))
