@@ -49,15 +49,6 @@ def _out(y: Tensor, sigma: Tensor | None, like: Tensor) -> tuple[Tensor, Tensor 
     return y, sigma
 
 
-class _Affine(nn.Module):
-    """Per-channel γ (ones) and β (zeros)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-
-
 @NORMS.register("token_ln")
 class TokenLayerNorm(Normalizer):
     """Per-token LayerNorm over C (the standard transformer LN); σ per token."""

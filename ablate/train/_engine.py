@@ -82,7 +82,7 @@ class Cell:
         self.model: nn.Module = build_backbone(spec.backbone, self.variant, scale)
         seed_everything(spec.seed)
         reference = build_backbone(spec.backbone, resolve_norm(_PAIRING_NORM), scale)
-        self.shared_params = _copy_shared(reference, self.model)
+        _copy_shared(reference, self.model)
         del reference
         self.sampler = PairSampler(self.dataset, self.task, tr.patch_size, tr.batch_size, spec.seed)
         self.val = validation_pairs(self.dataset, self.task, tr.val_size, seed=1234)
