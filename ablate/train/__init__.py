@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
-from ._engine import CellResult, run_cell
+from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ._reporter import NullReporter, PrintReporter, Reporter, flatten_traces
+from ._state import TrainState
+from ._trainer import CellResult, Trainer, run_cell
 
-__all__ = ["CellResult", "NullReporter", "PrintReporter", "Reporter", "flatten_traces", "run_cell"]
+__all__ = ["CHECKPOINT_FILE", "CellResult", "NullReporter", "PrintReporter", "Reporter", "TrainState", "Trainer",
+           "flatten_traces", "load_checkpoint", "run_cell", "save_checkpoint"]

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from ray import tune
 
 from ablate.spec import CellSpec
+from ablate.train import CHECKPOINT_FILE
 
 from ._trial import FINAL, REASON, STATUS, STEP
 
@@ -159,7 +160,7 @@ class SweepCallback(tune.Callback):
 
     def _log_artifacts(self, cell_id: str, run_id: str) -> None:
         ckpt = self.ckpt_root / cell_id
-        for name, dest in (("samples.png", "samples"), ("state.pt", "checkpoint")):
+        for name, dest in (("samples.png", "samples"), (CHECKPOINT_FILE, "checkpoint")):
             if (ckpt / name).exists():
                 self.tracker.log_artifact(run_id, ckpt / name, dest)
         if self.traces.get(cell_id):

@@ -54,8 +54,7 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_ro
     import torch
 
     from ablate.spec import CellSpec
-    from ablate.train import run_cell
-    from ablate.train._engine import _CHECKPOINT_FILE, load_checkpoint
+    from ablate.train import CHECKPOINT_FILE, load_checkpoint, run_cell
 
     os.environ.pop("MLFLOW_RUN_ID", None)
     torch.set_num_threads(max(1, threads))
@@ -66,7 +65,7 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_ro
         cell_id = spec.id
         ckpt_dir = Path(ckpt_root) / cell_id
         resume = None
-        if (ckpt_dir / _CHECKPOINT_FILE).exists():
+        if (ckpt_dir / CHECKPOINT_FILE).exists():
             try:
                 if load_checkpoint(ckpt_dir)["step"] < spec.train.steps:
                     resume = ckpt_dir

@@ -6,9 +6,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from ablate.errors import AblateError
 from ablate.spec import CellSpec
-from ablate.train import CellResult, run_cell
-from ablate.train._engine import Cell, load_checkpoint
+from ablate.status import CellStatus
+from ablate.train import (
+    CHECKPOINT_FILE,
+    CellResult,
+    Trainer,
+    TrainState,
+    load_checkpoint,
+    run_cell,
+    save_checkpoint,
+)
+from ablate.train._cell import Cell
+from ablate.train._trainer import Diverged
 
 TINY = {"name": "swinir-tiny", "embed_dim": 16, "depths": [1, 1], "num_heads": 2, "window_size": 4}
 
@@ -124,15 +135,16 @@ def test_probes_report_every_site_and_low_precision_psnr_is_its_own_metric():
 def test_result_type_and_history():
     result = run_cell(tiny_cell(), None)
     assert isinstance(result, CellResult)
+    assert result.status is CellStatus.FINISHED and result.status == "finished"
     assert result.step == 12
     assert [h["step"] for h in result.history if "val/psnr" in h] == [6, 12]
 
 
 def test_prefetched_batches_are_the_samplers_batches():
-    from ablate.train._engine import _Prefetcher
+    from ablate.train._prefetch import Prefetcher
 
     cell = Cell(tiny_cell())
-    pre = _Prefetcher(cell.sampler, last=5, depth=2, pin=False)
+    pre = Prefetcher(cell.sampler, last=5, depth=2, pin=False)
     try:
         for step in range(1, 6):
             lq, gt = pre.get(step)
@@ -151,3 +163,154 @@ def test_grad_clip_reports_the_norm_at_report_steps_only():
     norms = [m["train/grad_norm"] for _, m, _, _ in clipped.reports if "train/grad_norm" in m]
     assert norms and all(math.isfinite(n) and n > 0 for n in norms)
     assert not any("train/grad_norm" in m for _, m, _, _ in plain.reports)
+
+
+# --- TrainState: the checkpoint's contents ------------------------------------------------------------
+
+
+def _advance(trainer: Trainer, step: int) -> None:
+    """One iteration of the training loop, as ``Trainer.run`` does it."""
+    grad_norm = trainer.step(step)
+    traces = trainer.probe(step)
+    trainer.log(step, trainer.evaluate(step), traces, grad_norm)
+
+
+def _same(a: object, b: object) -> bool:
+    """Deep equality where tensors compare exactly."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+def test_train_state_round_trips_through_a_checkpoint_under_its_one_list_of_keys(tmp_path: Path):
+    import random
+
+    import numpy as np
+
+    spec = tiny_cell(**{"train.ema": 0.9, "probes.every": 2})
+    trainer = Trainer(spec)
+    for step in (1, 2):
+        _advance(trainer, step)
+    trainer.step(3)  # a loss left in the accumulator
+    np.random.randn()  # numpy now holds a cached gaussian
+    saved = trainer.state.state_dict()
+    assert tuple(saved) == TrainState.KEYS
+    save_checkpoint(tmp_path, saved)
+    draws = (torch.rand(3), np.random.randn(3), random.random())
+
+    fresh = Trainer(spec)
+    fresh.restore(tmp_path)
+    assert (torch.rand(3).tolist(), np.random.randn(3).tolist(), random.random()) == (
+        draws[0].tolist(), draws[1].tolist(), draws[2])
+    restored = fresh.state.state_dict()
+    rng = restored.pop("rng"), saved.pop("rng")
+    assert _same(restored, saved)
+    assert restored["step"] == 3 and restored["loss_acc"][1] == 1 and restored["cell"] == spec.to_config()
+    assert rng[0].keys() == rng[1].keys()
+
+
+def test_train_state_refuses_a_checkpoint_that_lacks_keys(tmp_path: Path):
+    trainer = Trainer(tiny_cell())
+    state = trainer.state.state_dict()
+    del state["scheduler"]
+    with pytest.raises(AblateError, match="checkpoint: missing scheduler"):
+        trainer.state.load_state_dict(state)
+
+
+# --- Trainer, method by method ------------------------------------------------------------------------
+
+
+def test_trainer_step_trains_on_the_batch_of_the_step_and_accumulates_its_loss():
+    trainer = Trainer(tiny_cell(**{"train.ema": 0.9}))
+    s = trainer.state
+    before = [p.detach().clone() for p in s.model.parameters()]
+    assert trainer.step(1) is None  # no grad_clip, no norm
+    assert s.step == 1 and s.loss_n == 1 and s.loss_sum.item() > 0
+    assert s.scheduler.last_epoch == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, s.model.parameters()))
+    assert s.ema is not None
+    ema = list(s.ema.parameters())
+    assert any(not torch.equal(e, b) and not torch.equal(e, p) for e, b, p in zip(ema, before, s.model.parameters()))
+
+
+def test_trainer_step_returns_the_clipped_norm_and_guards_the_loss():
+    clipped = Trainer(tiny_cell(**{"train.grad_clip": 0.01}))
+    norm = clipped.step(1)
+    assert norm is not None and math.isfinite(float(norm)) and float(norm) > 0
+    wild = Trainer(tiny_cell(**{"train.optimizer.lr": 1e12, "probes.every": 0}))
+    with pytest.raises(Diverged, match="non-finite loss by step 5"):  # checked every guard_every steps
+        for step in range(1, wild.guard_every + 1):
+            wild.step(step)
+
+
+def test_trainer_probe_measures_when_due_and_stops_an_exploding_cell():
+    trainer = Trainer(tiny_cell())
+    assert trainer.probe(3) is None and trainer.state.last_trace == {}
+    trace = trainer.probe(4)
+    assert trace is not None and trainer.state.last_trace is trace and "final" in trace
+
+    rec = Recorder()
+    exploding = Trainer(tiny_cell(**{"train.max_msq": 1e-3}), rec)
+    exploding.step(1)
+    with pytest.raises(Diverged, match="above train.max_msq .* at step 4"):
+        exploding.probe(4)
+    assert [(s, list(m)) for s, m, t, _ in rec.reports if t] == [(4, ["train/loss"])]
+
+
+def test_trainer_evaluate_when_due_and_at_the_last_step():
+    trainer = Trainer(tiny_cell(**{"train.eval_every": 5}))
+    assert trainer.evaluate(4) == {} and trainer.state.best_psnr == float("-inf")
+    metrics = trainer.evaluate(5)
+    assert list(metrics) == ["val/psnr", "val/ssim"]
+    assert trainer.state.best_psnr == metrics["val/psnr"]
+    assert list(trainer.evaluate(12)) == ["val/psnr", "val/ssim"]  # the last step, not a multiple of 5
+
+
+def test_trainer_log_reports_the_mean_loss_and_checkpoints_on_the_cadence(tmp_path: Path):
+    rec = Recorder()
+    trainer = Trainer(tiny_cell(**{"train.checkpoint_every": 3, "probes.every": 0}), rec, tmp_path)
+    s = trainer.state
+    for step in (1, 2, 3):
+        _advance(trainer, step)
+    assert [(step, m, ckpt) for step, m, _, ckpt in rec.reports] == [(3, {}, tmp_path)]  # checkpoint only
+    assert load_checkpoint(tmp_path)["step"] == 3 and s.loss_n == 3  # the loss keeps accumulating
+    mean = s.mean_loss()
+    for step in (4, 5):
+        _advance(trainer, step)
+    step, metrics, _, ckpt = rec.reports[-1]
+    assert step == 5 and ckpt is None and list(metrics) == ["train/loss", "train/lr"]
+    assert metrics["train/loss"] != mean and s.loss_n == 0 and s.loss_sum.item() == 0
+    assert s.history == [{"step": 5, **metrics}]
+
+
+def test_trainer_final_eval_and_summary():
+    trainer = Trainer(tiny_cell(**{"train.lowprec_eval": True}))
+    summary = trainer.summary({})
+    assert list(summary) == ["ref/psnr_input", "steps", "time/train_s", "time/probe_s", "time/eval_s",
+                             "time/total_s", "params"]
+    final = trainer.final_eval()
+    assert list(final) == ["final/psnr", "final/ssim", "final/psnr_fp16", "final/psnr_bf16"]
+    trainer.probe(4)
+    trainer.evaluate(6)
+    summary = trainer.summary(final)
+    assert list(summary)[:7] == ["ref/psnr_input", "steps", *final, "best/psnr"]
+    assert {"final/max_msq", "final/deep_msq", "final/deep_entropy", "final/deep_top1"} <= set(summary)
+    assert summary["params"] == sum(p.numel() for p in trainer.state.model.parameters())
+
+
+def test_trainer_save_and_restore(tmp_path: Path):
+    assert Trainer(tiny_cell()).save() is None  # no checkpoint_dir, no checkpoint
+    trainer = Trainer(tiny_cell(), checkpoint_dir=tmp_path)
+    trainer.step(1)
+    assert trainer.save() == tmp_path
+    assert tuple(load_checkpoint(tmp_path / CHECKPOINT_FILE)) == TrainState.KEYS
+    fresh = Trainer(tiny_cell())
+    fresh.restore(tmp_path / CHECKPOINT_FILE)
+    assert fresh.state.step == 1
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(AblateError, match="is unreadable"):
+        fresh.restore(tmp_path)

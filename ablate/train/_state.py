@@ -1,0 +1,154 @@
+"""Everything a cell needs to resume: ``TrainState`` and its checkpoint form.
+
+    state = TrainState.build(model, spec, device)
+    save_checkpoint(ckpt_dir, state.state_dict())
+    state.load_state_dict(load_checkpoint(ckpt_dir))   # ends bit-for-bit where an uninterrupted run ends
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeAlias, cast
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ablate.errors import AblateError
+from ablate.spec import CellSpec
+
+from ._reporter import Trace
+from ._schedule import lr_lambda
+
+# How one checkpoint key is read from a TrainState and put back into one.
+_Entry: TypeAlias = "tuple[Callable[[TrainState], Any], Callable[[TrainState, Any], None]]"
+
+
+def _attribute(name: str) -> _Entry:
+    """A plain value (int, float, list, dict), saved as it is."""
+    return (lambda s: getattr(s, name), lambda s, v: setattr(s, name, v))
+
+
+def _stateful(name: str) -> _Entry:
+    """A module, optimizer or scheduler, saved through its own ``state_dict``."""
+    return (lambda s: getattr(s, name).state_dict(), lambda s, v: getattr(s, name).load_state_dict(v))
+
+
+def _load_ema(state: TrainState, value: dict[str, Any] | None) -> None:
+    if state.ema is not None and value is not None:
+        state.ema.load_state_dict(value)
+
+
+def _load_loss_acc(state: TrainState, value: tuple[float, int]) -> None:
+    state.loss_sum = torch.tensor(value[0], dtype=torch.float64, device=state.loss_sum.device)
+    state.loss_n = value[1]
+
+
+# The checkpoint's keys, each listed once: saving and restoring both walk this table, in this order.
+_ENTRIES: dict[str, _Entry] = {
+    "model": _stateful("model"),
+    "ema": (lambda s: s.ema.state_dict() if s.ema is not None else None, _load_ema),
+    "optimizer": _stateful("optimizer"),
+    "scheduler": _stateful("scheduler"),
+    "rng": (lambda s: rng_state(), lambda s, v: set_rng_state(v)),
+    "step": _attribute("step"),
+    "history": _attribute("history"),
+    "best_psnr": _attribute("best_psnr"),
+    "last_trace": _attribute("last_trace"),
+    # a float64 sum is exact as a Python float; reading it syncs the device, which a checkpoint may
+    "loss_acc": (lambda s: (float(s.loss_sum), s.loss_n), _load_loss_acc),
+    # for readers (which cell is this?); a resumed cell keeps its own spec's config
+    "cell": (lambda s: s.cell, lambda s, v: None),
+}
+
+
+@dataclass
+class TrainState:
+    """The whole resumable state of a cell in training.
+
+    ``loss_sum``/``loss_n`` accumulate the training loss since the last report; the sum stays on the
+    device so that a training step never waits for the GPU to read it.
+    """
+
+    KEYS: ClassVar[tuple[str, ...]] = tuple(_ENTRIES)
+
+    model: nn.Module
+    ema: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_sum: Tensor
+    cell: dict[str, Any]  # the cell config, written for readers of the checkpoint
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_psnr: float = float("-inf")
+    last_trace: Trace = field(default_factory=dict)
+    loss_n: int = 0
+
+    @classmethod
+    def build(cls, model: nn.Module, spec: CellSpec, device: torch.device) -> TrainState:
+        """The state at step 0: ``model`` (already on ``device``), its EMA copy, optimizer and schedule."""
+        tr = spec.train
+        ema = copy.deepcopy(model).eval().requires_grad_(False) if tr.ema > 0 else None
+        opt_cls = torch.optim.AdamW if tr.optimizer.name == "adamw" else torch.optim.Adam
+        optimizer = opt_cls(model.parameters(), lr=tr.optimizer.lr, betas=tr.optimizer.betas,
+                            weight_decay=tr.optimizer.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tr.schedule, tr.steps))
+        return cls(model, ema, optimizer, scheduler, torch.zeros((), dtype=torch.float64, device=device),
+                   cell=spec.to_config())
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What validation measures: the EMA when there is one."""
+        return self.ema if self.ema is not None else self.model
+
+    def mean_loss(self) -> float:
+        """The mean training loss since the last report (reads the device)."""
+        return float(self.loss_sum) / max(self.loss_n, 1)
+
+    def update_ema(self, decay: float) -> None:
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            ema_p: list[Tensor] = list(self.ema.parameters())
+            torch._foreach_lerp_(ema_p, list[Tensor](self.model.parameters()), 1.0 - decay)
+            for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
+                b_ema.copy_(b)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain Python values only, so a checkpoint loads weights-only."""
+        return {key: read(self) for key, (read, _) in _ENTRIES.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = [key for key in self.KEYS if key not in state]
+        if missing:
+            raise AblateError(f"checkpoint: missing {', '.join(missing)} (expected keys {', '.join(self.KEYS)})")
+        for key, (_, write) in _ENTRIES.items():
+            write(self, state[key])
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states (torch, numpy, python, CUDA) as tensors and ints."""
+    np_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    _, keys, pos, has_gauss, gauss = np_state
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        # numpy's own form is an ndarray, which a weights-only load refuses; a tensor of its words is not
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
