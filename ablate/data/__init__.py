@@ -8,6 +8,8 @@
 
 Built-in datasets: ``skimage`` (the RGB images scikit-image ships, offline; the default),
 ``folder`` (HR images, degraded on the fly by the task), ``paired`` (LQ/GT folders matched by stem).
+``ablate data prepare FOLDER`` (:func:`prepare_folder`) decodes a folder once into a memory-mapped
+store that the ``folder`` dataset then samples training patches from (the same batches, no decoding).
 Missing, empty or unreadable folders/files and unmatched pairs raise :class:`ablate.errors.DataError`.
 """
 
@@ -17,6 +19,7 @@ from . import _folder, _skimage  # noqa: F401  (register the built-ins)
 from ._base import Dataset, Source, resolve_dataset
 from ._folder import FolderDataset, PairedDataset
 from ._io import IMAGE_EXTS, clear_cache, read_image
+from ._prepared import PreparedStore, TiledImage, open_store, prepare_folder
 from ._sampler import PairSampler, crop_pair, probe_batch, validation_pairs
 from ._skimage import SKIMAGE_IMAGES, SkimageDataset, available_skimage_images, load_skimage
 
@@ -27,12 +30,16 @@ __all__ = [
     "FolderDataset",
     "PairSampler",
     "PairedDataset",
+    "PreparedStore",
     "SkimageDataset",
     "Source",
+    "TiledImage",
     "available_skimage_images",
     "clear_cache",
     "crop_pair",
     "load_skimage",
+    "open_store",
+    "prepare_folder",
     "probe_batch",
     "read_image",
     "resolve_dataset",

@@ -24,17 +24,23 @@ from ablate.registry import DATASETS
 from ablate.tasks._params import Param, check_params, split_spec
 
 from ._io import read_image
+from ._prepared import TiledImage
 
 
 @dataclass(frozen=True)
 class Source:
-    """One training/validation image (or LQ/GT pair): a key for messages, its GT (H, W), and a loader."""
+    """One training/validation image (or LQ/GT pair): a key for messages, its GT (H, W), and a loader.
+
+    ``tiles``: the same image in a prepared store; training patches are read from it instead of
+    decoding the file (validation always loads the file).
+    """
 
     key: str
     size: tuple[int, int]
     loader: Callable[[], tuple[np.ndarray, np.ndarray | None]] = field(compare=False, repr=False)
     lq_size: tuple[int, int] | None = None
     lq_key: str | None = None
+    tiles: TiledImage | None = field(default=None, compare=False, repr=False)
 
     def load(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(gt (H, W, 3) uint8, lq (h, w, 3) uint8 or None); read-only arrays, cached."""

@@ -14,6 +14,12 @@ Held-out split without ``val_path`` (or ``val_lq``/``val_gt``): the *last* ``val
 sorted files (at least one) are validation images, the rest train. ``val_fraction: 0`` validates
 on the training images themselves (no held-out set).
 
+Prepared store (``ablate data prepare FOLDER``, see :mod:`ablate.data._prepared`): the ``folder``
+dataset reads training patches from ``<path>/.ablate-prepared/`` when it exists and matches the
+folder, or from the store in ``prepared: DIR``. The same batches, no decoding; validation images are
+still read from the files. A store that no longer matches the folder (a file added, removed or
+touched) is reported in one warning line and the images are decoded instead.
+
 Pairs are matched by file stem after removing ``lq_suffix`` from LQ stems and ``gt_suffix`` from
 GT stems (extensions may differ): ``baby_LR.png`` ↔ ``baby.png`` with ``lq_suffix: _LR``. Every LQ
 must have a GT partner and vice versa.
@@ -21,6 +27,7 @@ must have a GT partner and vice versa.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from ablate.tasks._params import Param
 
 from ._base import Dataset, Source, file_source, pair_source
 from ._io import image_size, list_images
+from ._prepared import PreparedStore, find_store
 
 
 def _split(items: list[Source], fraction: float, key: str, folder: str) -> tuple[list[Source], list[Source]]:
@@ -52,6 +60,8 @@ class FolderDataset(Dataset):
         "val_path": Param(None, str, "folder of HR validation images", nullable=True),
         "val_fraction": Param(0.1, float, "share of the sorted images held out for validation "
                               "when val_path is not given", lo=0, hi=0.9),
+        "prepared": Param(None, str, "folder of the store `ablate data prepare` wrote for path "
+                          "(default: path/.ablate-prepared when it exists)", nullable=True),
     }
 
     def __init__(self, _where: str | None = None, **params: Any) -> None:
@@ -62,7 +72,10 @@ class FolderDataset(Dataset):
                             p["val_fraction"])
         root = Path(p["path"]).expanduser().resolve()
         self.params["path"] = str(root)
-        items = [file_source(f, image_size(f)) for f in list_images(root, self.key("path"))]
+        files = list_images(root, self.key("path"))
+        items = [file_source(f, image_size(f)) for f in files]
+        self.store = find_store(root, files, p["prepared"], self.key("prepared"))
+        self.params["prepared"] = None if self.store is None else str(self.store.root)
         if p["val_path"] is not None:
             val_root = Path(p["val_path"]).expanduser().resolve()
             self.params["val_path"] = str(val_root)
@@ -70,6 +83,18 @@ class FolderDataset(Dataset):
             self.val = [file_source(f, image_size(f)) for f in list_images(val_root, self.key("val_path"))]
         else:
             self.train, self.val = _split(items, p["val_fraction"], self.key("path"), str(root))
+        if self.store is not None:
+            self.train = [_tiled(src, self.store) for src in self.train]
+
+
+def _tiled(src: Source, store: PreparedStore) -> Source:
+    """``src`` reading its training patches from ``store`` (same name, size and mtime: checked)."""
+    tiles = store.image(Path(src.key).name)
+    if tiles.entry.size != src.size:  # the fingerprint matched, so the index itself is wrong
+        raise DataError(f"{store.root}: {tiles.entry.name} is {tiles.entry.size[0]}×{tiles.entry.size[1]} "
+                        f"in the prepared store but {src.size[0]}×{src.size[1]} on disk; re-run "
+                        f"`ablate data prepare`")
+    return dataclasses.replace(src, tiles=tiles)
 
 
 def _match(lq_dir: Path, gt_dir: Path, lq_suffix: str, gt_suffix: str, lq_key: str,

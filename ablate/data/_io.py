@@ -73,6 +73,16 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def decode_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file, decoded now and not cached (``read_image`` caches)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.ascontiguousarray(_to_rgb8(img))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an image file (grayscale replicated, alpha composited on white)."""
     global _CACHE_BYTES
@@ -86,12 +96,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
-    try:
-        with Image.open(p) as img:
-            img.load()
-            arr = np.ascontiguousarray(_to_rgb8(img))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"{p}: not a readable image ({type(err).__name__}: {err})") from None
+    arr = decode_image(p)
     arr.setflags(write=False)  # shared by every caller: nobody may edit it in place
     limit = _cache_limit()
     if arr.nbytes <= limit:

@@ -12,6 +12,9 @@
 generator seeded by (seed, step) alone: a resumed run continues with the same batches, and cells
 that share a seed see identical data whatever their norm.
 
+Training images of a ``folder`` dataset with a prepared store (``Source.tiles``) are cropped from the
+store instead of the decoded file: the same pixels, so the same batches, without decoding.
+
 HR-only data: the task degrades each crop together with ``task.context`` pixels of surrounding
 image (trimmed afterwards), so a training LQ patch equals the same crop of the fully degraded
 image (exactly for bicubic SR and Gaussian blur, away from the image border).
@@ -29,6 +32,7 @@ from ablate.errors import DataError, SpecError
 from ablate.tasks import Task, resolve_task
 
 from ._base import Dataset, Source, resolve_dataset
+from ._prepared import TiledImage
 
 # domain tags, so the training, validation and probe streams never share random numbers
 _TRAIN, _VAL, _PROBE = 0x7A11, 0x7A12, 0x7A13
@@ -77,7 +81,7 @@ def _to_tensor(arr: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
-def crop_pair(task: Task, gt_img: np.ndarray, lq_img: np.ndarray | None, extent: tuple[int, int],
+def crop_pair(task: Task, gt_img: np.ndarray | TiledImage, lq_img: np.ndarray | None, extent: tuple[int, int],
               top: int, left: int, h: int, w: int, seed: int) -> tuple[Tensor, Tensor]:
     """(lq (3, h/s, w/s), gt (3, h, w)) for the GT window at (top, left); all multiples of the scale.
 
@@ -148,7 +152,9 @@ class PairSampler:
             left = s * int(rng.integers(0, (w - p) // s + 1))
             hflip, vflip, rot = (bool(b) for b in rng.integers(0, 2, 3))
             seed = _derive(rng)
-            gt_img, lq_img = self._sources[i].load()
+            src = self._sources[i]
+            # a prepared store holds the same pixels: the same draws give the same batch, undecoded
+            gt_img, lq_img = (src.tiles, None) if src.tiles is not None else src.load()
             lq, gt = crop_pair(self.task, gt_img, lq_img, (h, w), top, left, p, p, seed)
             lqs.append(_augment(lq, hflip, vflip, rot))
             gts.append(_augment(gt, hflip, vflip, rot))

@@ -79,7 +79,7 @@ SEARCH_METRICS = ("val/psnr", "val/ssim", "train/loss")
 SEARCH_TYPES = ("loguniform", "uniform", "int", "choice")
 SCHEDULERS = ("asha", "none")
 # data parameters that name folders; made absolute against the YAML file's directory
-DATA_PATH_KEYS = ("path", "val_path", "lq", "gt", "val_lq", "val_gt")
+DATA_PATH_KEYS = ("path", "val_path", "lq", "gt", "val_lq", "val_gt", "prepared")
 
 Cell = dict[str, Any]  # axis -> normalized value
 
