@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ablate.report import build_dashboard  # noqa: E402
+from ablate.testing.synthetic import SyntheticCell, log_synthetic, synthetic_cells  # noqa: E402
 from ablate.track import RunStore, Tracker, sqlite_path  # noqa: E402
-from ablate.track.synthetic import SyntheticCell, log_synthetic, synthetic_cells  # noqa: E402
 
 VARIANTS = ("token_ln", "rms_norm", "batch_norm", "global_ln", "i_ln")
 BACKBONES = ("swinir-tiny", "hat-tiny")

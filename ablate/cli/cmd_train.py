@@ -58,16 +58,13 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
     if tracking_uri:
         from ablate.norms import resolve_norm
         from ablate.sweep import plan_rows
-        from ablate.track import Tracker
-        from ablate.tune._provenance import provenance_tags
+        from ablate.track import Tracker, cell_run_identity
 
         tracker = Tracker(tracking_uri, state_dir.resolve())
         parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows([cell]),
                                      tags={"ablate.mode": "train"})
-        label = resolve_norm(cell.norm.to_config(), cell.rescale).name
-        run_id = tracker.start_cell(parent, cell.id, f"{label}·{cell.backbone.label()}·{cell.task.label()}",
-                                    cell.flat_params(), {"ablate.norm": label, "ablate.pairing": cell.pairing_key,
-                                                         **provenance_tags(cell)})
+        run_name, tags = cell_run_identity(cell, resolve_norm(cell.norm.to_config(), cell.rescale).name)
+        run_id = tracker.start_cell(parent, cell.id, run_name, cell.flat_params(), tags)
         reporter = _Tee(reporter, tracker, run_id)
     try:
         result = run_cell(cell, reporter)

@@ -43,7 +43,7 @@ def beta_alignment(final_norm: nn.Module, final_input: Tensor) -> float:
     """Pearson correlation between the final norm's β and its input's per-channel mean magnitude.
 
     A trained per-token-LN model's final β tends to re-inject per-channel magnitudes the norm
-    discarded (paper-notes: "β aligns with per-channel input magnitudes"). NaN when undefined.
+    discarded, so β ends up aligned with those magnitudes. NaN when undefined.
     """
     bias = getattr(final_norm, "bias", None)
     if not isinstance(bias, Tensor) or bias.numel() != final_input.shape[-1]:

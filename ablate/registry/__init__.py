@@ -7,11 +7,14 @@
 Third-party packages register through the entry-point groups ``ablate.norms``, ``ablate.backbones``,
 ``ablate.tasks`` and ``ablate.datasets``; they are imported lazily, on first use of their key or when
 listing, and a plugin that fails to import only warns until an experiment asks for it.
-Set ``ABLATE_DISABLE_PLUGIN_AUTOLOAD=1`` to ignore entry points.
+Set ``ABLATE_DISABLE_PLUGIN_AUTOLOAD=1`` to ignore entry points. Every entry records the distribution
+and version that supplied it; :func:`provenance_tags` turns a cell's components into the tags its
+MLflow run carries.
 """
 
 from __future__ import annotations
 
+from ._provenance import provenance_tags
 from ._registry import BACKBONES, DATASETS, NORMS, REGISTRIES, TASKS, Entry, Registry
 
-__all__ = ["BACKBONES", "DATASETS", "NORMS", "REGISTRIES", "TASKS", "Entry", "Registry"]
+__all__ = ["BACKBONES", "DATASETS", "NORMS", "REGISTRIES", "TASKS", "Entry", "Registry", "provenance_tags"]

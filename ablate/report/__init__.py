@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Attributes load on first use (PEP 562): ``ablate.report.cellplot`` is imported by the sweep for
+# Attributes load on first use (PEP 562): ``ablate.report._cellplot`` is imported by the sweep for
 # one plot per cell and should not pay for pandas, jinja2 and scipy.
 _EXPORTS = {
     "ablation_table": "._dashboard", "build_dashboard": "._dashboard", "render_dashboard": "._dashboard",

@@ -11,32 +11,30 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from ablate.naming import safe_name
+from ablate.status import CellStatus
 from ablate.track import RunStore, default_state_dir, resolve_tracking_uri
 
-from ._data import STATUS_ORDER, Cells, load_cells, pick_sites, sites_of
+from ._data import Cells, load_cells, pick_sites, sites_of
 from ._plots import STAT_TITLES, depth_figure, lowprec_figure, metric_figure, metric_label, trace_figure
-from ._spec import DashboardSpec, PlotSpec, load_dashboard_spec
+from ._spec import STATUS_ORDER, DashboardSpec, PlotSpec, load_dashboard_spec
 from ._table import AblationTable, build_table, fmt, fmt_signed
 
-_STATUS_COLOURS = {"finished": "#2e7d32", "diverged": "#c62828", "failed": "#6a1b9a", "pruned": "#ef6c00",
-                   "killed": "#616161", "running": "#1565c0"}
+_STATUS_COLOURS = {CellStatus.FINISHED.value: "#2e7d32", CellStatus.DIVERGED.value: "#c62828",
+                   CellStatus.FAILED.value: "#6a1b9a", CellStatus.PRUNED.value: "#ef6c00",
+                   CellStatus.KILLED.value: "#616161", CellStatus.RUNNING.value: "#1565c0"}
 
 
 def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.PackageLoader("ablate.report", "templates"),
                               autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
                               lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w.\-]", "-", name) or "dashboard"
 
 
 def _experiments(spec: DashboardSpec, experiment: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -132,7 +130,7 @@ def _status_context(cells: Cells) -> dict[str, Any]:
         rows.append({"label": v, "colour": cells.colours[v],
                      "counts": [int((sub["status"] == s).sum()) for s in statuses], "total": len(sub)})
     totals = [int((frame["status"] == s).sum()) for s in statuses]
-    problems = frame[frame["status"] != "finished"].sort_values(["status", "variant", "column"])
+    problems = frame[frame["status"] != CellStatus.FINISHED].sort_values(["status", "variant", "column"])
     listed = [{"cell": r["cell"], "variant": r["variant"], "colour": cells.colours[r["variant"]],
                "column": r["column"], "seed": r["seed"], "status": r["status"], "reason": r["reason"] or "",
                "status_colour": _STATUS_COLOURS.get(r["status"], "#444")}
@@ -210,8 +208,8 @@ def build_dashboard(spec: str | Path | DashboardSpec | None = None,
     uri = tracking_uri or resolve_tracking_uri(None, None, sdir)
     stats = stats if stats is not None else {}
     html = render_dashboard(dspec, names, uri, stats)
-    out = Path(out_path) if out_path is not None else (
-        sdir / "dashboards" / f"{_safe_name('+'.join(names))}-{_safe_name(dspec.name)}.html")
+    stem = f"{safe_name('+'.join(names), 'dashboard')}-{safe_name(dspec.name, 'dashboard')}"
+    out = Path(out_path) if out_path is not None else sdir / "dashboards" / f"{stem}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     stats["bytes"] = out.stat().st_size

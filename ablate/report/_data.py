@@ -28,7 +28,6 @@ MISSING = "—"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
            "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")
-STATUS_ORDER = ("finished", "diverged", "failed", "pruned", "killed", "running")
 _SITE = re.compile(r"^feat/(?P<site>.+)/(?P<stat>[^/]+)$")
 _BLOCK = re.compile(r"^g(\d+)\.(?:b(\d+)|(ocab))$")
 
@@ -159,14 +158,9 @@ def choose_baseline(labels: list[str], wanted: str | None) -> str | None:
     return sorted(labels)[0] if labels else None
 
 
-def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
-               store: RunStore | None = None) -> Cells:
-    """Read the experiments' cell runs and build :class:`Cells`.
-
-    Raises :class:`AblateError` when an experiment does not exist (naming the closest one); an
-    experiment without cell runs gives an empty frame.
-    """
-    store = store or RunStore(tracking_uri)
+def _read(store: RunStore, experiments: list[str],
+          tracking_uri: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the latest run of each cell, the sweep runs) of every experiment; AblateError for a missing one."""
     runs: list[dict[str, Any]] = []
     sweeps: list[dict[str, Any]] = []
     for name in experiments:
@@ -178,7 +172,11 @@ def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
         every = store.runs(name, kind="all")
         runs.extend(latest_per_cell(r for r in every if r["cell"]))
         sweeps.extend(r for r in every if r["is_sweep"])
-    notes: list[str] = []
+    return runs, sweeps
+
+
+def _filtered(runs: list[dict[str, Any]], spec: DashboardSpec, notes: list[str]) -> list[dict[str, Any]]:
+    """The runs the spec's filters keep (a note says how many when they drop some)."""
     before = len(runs)
     for key, accepted in spec.filters.params:
         runs = [r for r in runs if _matches(field_value(r, key), accepted)]
@@ -186,14 +184,21 @@ def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
         runs = [r for r in runs if field_value(r, "norm") in spec.filters.norms]
     if before and len(runs) < before:
         notes.append(f"filters kept {len(runs)} of {before} cells")
-    if runs:
-        fields_here = known_fields(runs)
-        for name in (spec.table.rows, *spec.table.columns):
-            base = name[7:] if name.startswith("params.") else name
-            if not name.startswith("tags.") and base not in fields_here and base.split(".")[0] not in fields_here:
-                raise AblateError(f"dashboard {spec.name!r}: table field {name!r} is not a param or tag of these "
-                                  f"cells{did_you_mean(base, fields_here)}")
+    return runs
 
+
+def _check_table_fields(runs: list[dict[str, Any]], spec: DashboardSpec) -> None:
+    """A table row/column field must be a param or tag of the cells (a typo fails here, by name)."""
+    fields_here = known_fields(runs)
+    for name in (spec.table.rows, *spec.table.columns):
+        base = name[7:] if name.startswith("params.") else name
+        if not name.startswith("tags.") and base not in fields_here and base.split(".")[0] not in fields_here:
+            raise AblateError(f"dashboard {spec.name!r}: table field {name!r} is not a param or tag of these "
+                              f"cells{did_you_mean(base, fields_here)}")
+
+
+def _frame(runs: list[dict[str, Any]], spec: DashboardSpec) -> pd.DataFrame:
+    """One row per cell: its identity, table row and column labels, and its latest metrics."""
     rows = []
     for r in runs:
         col = " · ".join(field_value(r, c) for c in spec.table.columns) if spec.table.columns else "all cells"
@@ -205,7 +210,23 @@ def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
         }
         row.update(r["metrics"])
         rows.append(row)
-    frame = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
+               store: RunStore | None = None) -> Cells:
+    """Read the experiments' cell runs and build :class:`Cells`.
+
+    Raises :class:`AblateError` when an experiment does not exist (naming the closest one); an
+    experiment without cell runs gives an empty frame.
+    """
+    store = store or RunStore(tracking_uri)
+    runs, sweeps = _read(store, experiments, tracking_uri)
+    notes: list[str] = []
+    runs = _filtered(runs, spec, notes)
+    if runs:
+        _check_table_fields(runs, spec)
+    frame = _frame(runs, spec)
     variants_present = sorted(frame["variant"].unique()) if not frame.empty else []
     baseline = choose_baseline(variants_present, spec.table.baseline)
     variants = order_variants(variants_present, baseline)

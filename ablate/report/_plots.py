@@ -1,4 +1,4 @@
-"""Dashboard figures, rendered with matplotlib (Agg) to inline SVG strings.
+"""Dashboard figures, rendered with matplotlib to inline SVG strings.
 
     from ablate.report._plots import trace_figure
     svg, notes = trace_figure(cells, histories, PlotSpec("trace", stat="msq"), facets)
@@ -6,6 +6,8 @@
 Every figure colours a variant the same way (``cells.colours``), labels its axes with units and
 has a legend. Per-step lines are the across-seed centre (geometric mean on log axes, mean
 otherwise) with the min–max range over seeds shaded; a diverged cell's last probe is marked ×.
+Figures are built on their own Agg canvas, never through pyplot: importing or using ablate leaves
+the caller's matplotlib backend and figure list alone.
 """
 
 from __future__ import annotations
@@ -19,17 +21,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from ablate.status import CellStatus
 
-from ._data import Cells, pick_sites, sites_of  # noqa: E402
-from ._spec import PlotSpec  # noqa: E402
+from ._data import Cells, pick_sites, sites_of
+from ._spec import PlotSpec
 
 History = tuple[np.ndarray, np.ndarray]
 MAX_POINTS = 200  # points per drawn line: ~1 per 1.5 px of a panel; more only grows the SVG
@@ -60,7 +62,7 @@ _STYLE: dict[str, Any] = {
 
 @contextmanager
 def _style() -> Iterator[None]:
-    with plt.rc_context(_STYLE), warnings.catch_warnings():  # type: ignore[arg-type]
+    with matplotlib.rc_context(_STYLE), warnings.catch_warnings():  # type: ignore[arg-type]
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of the seed matrix
         yield
 
@@ -82,7 +84,9 @@ def _grid(n_panels: int, max_cols: int, w: float, h: float, *, top: float = 0.7,
     nrows = math.ceil(n_panels / ncols)
     width = left + right + ncols * w + (ncols - 1) * wgap
     height = top + bottom + nrows * h + (nrows - 1) * hgap
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, sharex=sharex)
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex)
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
                         wspace=wgap / w, hspace=hgap / h)
     return fig, axes
@@ -92,7 +96,6 @@ def to_svg(fig: Figure) -> str:
     """The figure as an ``<svg>`` element (no XML prolog), scaled by CSS to its container."""
     buf = io.StringIO()
     fig.savefig(buf, format="svg")  # fixed margins (see _grid): "tight" would cost a second draw
-    plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     return re.sub(r"<svg ", '<svg role="img" ', text, count=1)
@@ -143,7 +146,7 @@ def _variant_lines(ax: Any, cells: Cells, group: Any, histories: dict[str, dict[
     for variant in cells.variants:
         sub = group[group["variant"] == variant]
         colour = cells.colours[variant]
-        regular = sub[sub["status"] != "diverged"]
+        regular = sub[sub["status"] != CellStatus.DIVERGED]
         found = [histories.get(rid, {}).get(key) for rid in regular["run_id"]]
         series = [h for h in found if h is not None and len(h[0])]
         if series:
@@ -152,7 +155,7 @@ def _variant_lines(ax: Any, cells: Cells, group: Any, histories: dict[str, dict[
             if len(series) > 1:
                 ax.fill_between(steps, low, high, color=colour, alpha=0.15, lw=0)
             drew = True
-        for rid in sub.loc[sub["status"] == "diverged", "run_id"]:
+        for rid in sub.loc[sub["status"] == CellStatus.DIVERGED, "run_id"]:
             hist = histories.get(rid, {}).get(key)
             if hist is None or not len(hist[0]):
                 continue
@@ -193,9 +196,9 @@ def _legend(fig: Figure, cells: Cells, group_has: dict[str, bool], extra: list[A
 
 def _legend_flags(cells: Cells) -> dict[str, bool]:
     frame = cells.frame
-    ok = frame[frame["status"] != "diverged"] if len(frame) else frame
+    ok = frame[frame["status"] != CellStatus.DIVERGED] if len(frame) else frame
     band = bool(len(ok)) and bool((ok.groupby(["variant", "column"]).size() > 1).any())
-    return {"band": band, "diverged": bool((frame["status"] == "diverged").any()) if len(frame) else False}
+    return {"band": band, "diverged": bool((frame["status"] == CellStatus.DIVERGED).any()) if len(frame) else False}
 
 
 def trace_figure(cells: Cells, histories: dict[str, dict[str, History]], plot: PlotSpec,
@@ -241,7 +244,7 @@ def depth_figure(cells: Cells, plot: PlotSpec, facets: list[str]) -> tuple[str |
             for off, variant in zip(offsets, cells.variants):
                 sub = group[group["variant"] == variant]
                 colour = cells.colours[variant]
-                fin = sub[sub["status"] != "diverged"]
+                fin = sub[sub["status"] != CellStatus.DIVERGED]
                 values = np.array([[cells.runs[r]["metrics"].get(k, np.nan) for k in key] for r in fin["run_id"]],
                                   dtype=float).reshape(len(fin), len(key))
                 values[~np.isfinite(values)] = np.nan
@@ -252,7 +255,7 @@ def depth_figure(cells: Cells, plot: PlotSpec, facets: list[str]) -> tuple[str |
                     lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
                     ax.errorbar(x + off, centre, yerr=[np.maximum(centre - lo, 0), np.maximum(hi - centre, 0)], color=colour, marker="o", ms=4,
                                 lw=1.5, capsize=2, label=variant)
-                for rid in sub.loc[sub["status"] == "diverged", "run_id"]:
+                for rid in sub.loc[sub["status"] == CellStatus.DIVERGED, "run_id"]:
                     dv = np.array([cells.runs[rid]["metrics"].get(k, np.nan) for k in key], dtype=float)
                     dv[~np.isfinite(dv)] = np.nan
                     ax.plot(x + off, dv, color=colour, marker="x", ms=6, mew=1.8, ls=":", lw=1)
@@ -312,7 +315,7 @@ def lowprec_figure(cells: Cells, plot: PlotSpec, facets: list[str]) -> tuple[str
     present = [p for p, k in zip(plot.precisions, keys) if k in frame.columns]
     if "final/psnr" not in frame.columns or not present:
         return None, ["no low-precision evaluation (final/psnr_fp16, final/psnr_bf16) was logged"]
-    ok = frame[frame["status"] == "finished"]
+    ok = frame[frame["status"] == CellStatus.FINISHED]
     width = 0.8 / len(present)
     with _style():
         fig, axes = _grid(len(facets), 3, max(3.5, 0.75 * len(cells.variants) + 0.8), 2.8, bottom=1.0, hgap=1.4)

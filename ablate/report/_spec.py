@@ -20,11 +20,13 @@ from typing import Any
 import yaml
 
 from ablate.errors import SpecError, did_you_mean
+from ablate.status import ENDED, CellStatus
 
 STATS = ("msq", "maxabs", "entropy", "top1")
 PLOT_KINDS = ("trace", "depth", "metric", "lowprec")
 SITE_PICKS = ("shallow", "middle", "deep", "all")
-CELL_STATUSES = ("finished", "diverged", "failed", "pruned", "killed", "running")
+#: every cell status, in the order tables and messages list them: the ended ones, then running
+STATUS_ORDER = tuple(s.value for s in (*ENDED, CellStatus.RUNNING))
 BUILTIN = {"norm-ablation", "default"}
 
 
@@ -47,7 +49,7 @@ class TableSpec:
     goal: str = "max"  # max | min: which value is best (marked per column)
     aggregate: str = "mean"  # mean | median over seeds (± is always the sample std)
     baseline: str | None = None  # variant for paired differences; None: token_ln if present, else the first
-    statuses: tuple[str, ...] = ("finished",)  # cells whose metric enters the table
+    statuses: tuple[str, ...] = (CellStatus.FINISHED.value,)  # cells whose metric enters the table
     precision: int = 2
 
 
@@ -156,7 +158,7 @@ def _table(raw: Any, file: str | None) -> TableSpec:
         raise SpecError("table.precision", "an integer from 0 to 8", precision, file=file)
     statuses = _str_list(raw.get("statuses", list(d.statuses)), "table.statuses", file)
     for i, s in enumerate(statuses):
-        _choice(s, CELL_STATUSES, f"table.statuses[{i}]", file)
+        _choice(s, STATUS_ORDER, f"table.statuses[{i}]", file)
     if not statuses:
         raise SpecError("table.statuses", "at least one status", [], file=file)
     columns = raw.get("columns", list(d.columns))

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._data import STATUS_ORDER, Cells
-from ._spec import TableSpec
+from ._data import Cells
+from ._spec import STATUS_ORDER, TableSpec
 
 
 @dataclass
@@ -267,32 +267,12 @@ def build_table(cells: Cells, spec: TableSpec) -> AblationTable:
     counts: dict[str, dict[str, int]] = {r: {} for r in rows}
     if frame.empty:
         return AblationTable(spec, rows, columns, entries, baseline, {}, counts, notes)
-    metric = spec.metric
-    has_metric = metric in frame.columns
+    has_metric = spec.metric in frame.columns
     if not has_metric:
-        notes.append(f"no cell logged the metric {metric!r}")
+        notes.append(f"no cell logged the metric {spec.metric!r}")
     for (row, col), group in frame.groupby(["row", "column"], sort=False):
-        e = Entry([])
-        for _, cell in group.iterrows():
-            status = cell["status"]
-            counts[row][status] = counts[row].get(status, 0) + 1
-            if status not in spec.statuses:
-                e.excluded[status] = e.excluded.get(status, 0) + 1
-                continue
-            value = cell[metric] if has_metric else math.nan
-            if value is None or not np.isfinite(value):
-                e.missing += 1
-                continue
-            e.values.append(float(value))
-        entries[(row, col)] = e
-    # best per column: the best aggregated value among rows with at least one value
-    for col in columns:
-        scored = [(r, entries[(r, col)]) for r in rows if (r, col) in entries and entries[(r, col)].n]
-        if len(scored) >= 2:
-            pick = max if spec.goal == "max" else min
-            best_value = pick(_center(e, spec) for _, e in scored)
-            for _, e in scored:
-                e.best = _center(e, spec) == best_value
+        entries[(row, col)] = _entry(group, spec, has_metric, counts[row])
+    _mark_best(entries, rows, columns, spec)
     paired = _paired(frame, spec, baseline) if baseline is not None and has_metric else {}
     if paired and not any(p.n >= 2 for p in paired.values()):
         notes.append("a paired test needs at least two seeds per variant: only differences are shown")
@@ -301,6 +281,35 @@ def build_table(cells: Cells, spec: TableSpec) -> AblationTable:
         notes.append("cells averaged together also differ in " + ", ".join(varying)
                      + ": add them to table.columns or filter them")
     return AblationTable(spec, rows, columns, entries, baseline, paired, counts, notes)
+
+
+def _entry(group: pd.DataFrame, spec: TableSpec, has_metric: bool, counts: dict[str, int]) -> Entry:
+    """One table cell: the metric of the group's cells whose status the table takes; ``counts`` (the
+    row's cells per status) is updated."""
+    e = Entry([])
+    for _, cell in group.iterrows():
+        status = cell["status"]
+        counts[status] = counts.get(status, 0) + 1
+        if status not in spec.statuses:
+            e.excluded[status] = e.excluded.get(status, 0) + 1
+            continue
+        value = cell[spec.metric] if has_metric else math.nan
+        if value is None or not np.isfinite(value):
+            e.missing += 1
+            continue
+        e.values.append(float(value))
+    return e
+
+
+def _mark_best(entries: dict[tuple[str, str], Entry], rows: list[str], columns: list[str], spec: TableSpec) -> None:
+    """Per column, flag the best aggregated value among rows with at least one value (two rows or more)."""
+    for col in columns:
+        scored = [entries[(r, col)] for r in rows if (r, col) in entries and entries[(r, col)].n]
+        if len(scored) >= 2:
+            pick = max if spec.goal == "max" else min
+            best_value = pick(_center(e, spec) for e in scored)
+            for e in scored:
+                e.best = _center(e, spec) == best_value
 
 
 def _center(e: Entry, spec: TableSpec) -> float:

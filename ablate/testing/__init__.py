@@ -8,6 +8,9 @@ Each check runs on tiny CPU inputs in well under a second for small components a
 :class:`AssertionError` naming the component, the site and the broken rule; it returns what it checked
 so a caller can inspect it further. ablate's own test suite runs them over every registered component,
 so a plugin's tests need only ``check_norm("my_norm")`` (see ``plugins/ablate-scalenorm``).
+
+:mod:`ablate.testing.synthetic` (fake but realistic sweeps logged to MLflow, for tests and benchmarks)
+is imported explicitly, never from here: it needs mlflow, these checks need only torch.
 """
 
 from __future__ import annotations

@@ -1,19 +1,21 @@
 """MLflow tracking: the single writer (:class:`Tracker`) and the reader (:class:`RunStore`).
 
-    from ablate.track import Tracker, resolve_tracking_uri
+    from ablate.track import Tracker, cell_run_identity, resolve_tracking_uri
     tracker = Tracker(resolve_tracking_uri(None, None, ".ablate"), ".ablate")
     parent = tracker.start_sweep("quick", spec_hash, yaml_text, plan_rows)
+    name, tags = cell_run_identity(cell, "i_ln")           # "i_ln·swinir-tiny·sr-x2·s0", ablate.* tags
+    run = tracker.start_cell(parent, cell.id, name, cell.flat_params(), tags)
 
-Layout: experiment = the spec's ``name``; one parent run per sweep (tag ``ablate.sweep=1``); one child
-run per cell (``mlflow.parentRunId``, ``ablate.cell``, ``ablate.status``, ``ablate.reason``,
-``ablate.norm``, ``ablate.pairing``, ``ablate.source.<kind>``), params = the flattened cell config.
-This is the only subpackage that imports ``mlflow`` (inside functions, so importing it is cheap).
+What lands where (experiments, runs, tags, params, metrics, artifacts) is written down once, in
+``docs/mlflow.md``. This is the only subpackage that imports ``mlflow`` (inside functions, so
+importing it is cheap); cell statuses are :class:`ablate.status.CellStatus`.
 """
 
 from __future__ import annotations
 
-from ._store import STATUSES, TERMINAL_OK, RunStore, latest_per_cell
-from ._tracker import CELL_STATUSES, Tracker, git_commit, safe_key
+from ._identity import cell_run_identity, cell_run_name
+from ._store import RunStore, latest_per_cell
+from ._tracker import Tracker, git_commit, safe_key
 from ._uri import (
     DEFAULT_STATE_DIR,
     default_state_dir,
@@ -24,12 +26,11 @@ from ._uri import (
 )
 
 __all__ = [
-    "CELL_STATUSES",
     "DEFAULT_STATE_DIR",
-    "STATUSES",
-    "TERMINAL_OK",
     "RunStore",
     "Tracker",
+    "cell_run_identity",
+    "cell_run_name",
     "default_state_dir",
     "default_tracking_uri",
     "git_commit",

@@ -26,15 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from ablate.status import DONE, CellStatus
+
+from ._client import mlflow_client
 from ._uri import sqlite_path
 
 # MLflow stores ±inf as ±max float64 (SQL has no infinities); we hand back real infinities.
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 5000  # run ids per SQL query: below SQLite's bound-parameter limit (32,766)
-TERMINAL_OK = ("finished", "diverged")  # a cell with this status need not run again
-STATUSES = ("finished", "diverged", "failed", "pruned", "killed", "running")
-_FROM_MLFLOW_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed",
-                       "RUNNING": "running", "SCHEDULED": "running"}
+# a run without an ablate.status tag (not written by ablate) gets the status its MLflow state implies
+_FROM_MLFLOW_STATUS = {"FINISHED": CellStatus.FINISHED.value, "FAILED": CellStatus.FAILED.value,
+                       "KILLED": CellStatus.KILLED.value, "RUNNING": CellStatus.RUNNING.value,
+                       "SCHEDULED": CellStatus.RUNNING.value}
 
 History = tuple[np.ndarray, np.ndarray]  # (steps int64, values float64), sorted by step
 
@@ -91,8 +94,8 @@ def latest_per_cell(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if not cell:
             continue
         old = best.get(cell)
-        rank = (rec["status"] in TERMINAL_OK, rec["start_time"] or 0)
-        if old is None or rank > (old["status"] in TERMINAL_OK, old["start_time"] or 0):
+        rank = (rec["status"] in DONE, rec["start_time"] or 0)
+        if old is None or rank > (old["status"] in DONE, old["start_time"] or 0):
             best[cell] = rec
     return sorted(best.values(), key=lambda r: (r["start_time"] or 0, r["run_id"]))
 
@@ -178,9 +181,7 @@ class RunStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from ._tracker import _mlflow_client
-
-            self._client = _mlflow_client(self.tracking_uri)
+            self._client = mlflow_client(self.tracking_uri)
         return self._client
 
     @contextmanager

@@ -10,7 +10,8 @@
 
 Only the driver writes (the Tune callback owns one Tracker), so an embedded SQLite store never sees
 concurrent writers. Every MLflow call goes through :meth:`Tracker._timed`, so ``log_time`` is the
-total time spent in MLflow — a benchmark divides it by the cell time.
+total time spent in MLflow — a benchmark divides it by the cell time. The layout it writes (run
+names, tags, params, metrics, artifacts) is specified in ``docs/mlflow.md``.
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
-import os
 import posixpath
 import re
 import subprocess
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._store import TERMINAL_OK, RunStore, latest_per_cell
+from ablate.naming import safe_name
+from ablate.status import DONE, ENDED, CellStatus
+
+from ._client import mlflow_client
+from ._store import RunStore, latest_per_cell
 from ._uri import DEFAULT_STATE_DIR, default_tracking_uri, is_file_store, is_remote, normalize_tracking_uri
 
 # MLflow's own limits (mlflow.utils.validation): a request that exceeds them is rejected whole.
@@ -40,35 +42,7 @@ MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 MAX_KEY = 250
 
-CELL_STATUSES = ("finished", "diverged", "failed", "pruned", "killed")
-# MLflow run states: a diverged cell completed its job (divergence is a result), so it is FINISHED;
-# its ablate.status tag carries the distinction.
-_RUN_STATE = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED", "pruned": "KILLED",
-              "killed": "KILLED"}
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- ]")
-_log = logging.getLogger(__name__)
-
-
-def _configure_env(uri: str) -> None:
-    """Environment MLflow reads at call time; set before the first client call."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    if is_file_store(uri):
-        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 refuses file stores otherwise
-    # MLFLOW_RUN_ID would silently redirect fluent-API logging in Ray workers to that run.
-    if os.environ.pop("MLFLOW_RUN_ID", None):
-        _log.warning("ignoring MLFLOW_RUN_ID: ablate creates its own runs")
-    # Alembic prints a page of INFO lines when it creates the database tables.
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _mlflow_client(uri: str) -> Any:
-    _configure_env(uri)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
 def safe_key(key: str) -> str:
@@ -141,7 +115,7 @@ class Tracker:
         self._experiments: dict[str, str] = {}  # name -> id
         self._run_experiment: dict[str, str] = {}  # run id -> experiment id
         t0 = time.perf_counter()
-        self.client = _mlflow_client(self.tracking_uri)
+        self.client = mlflow_client(self.tracking_uri)
         from mlflow.entities import Metric, Param, RunTag
 
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
@@ -174,8 +148,7 @@ class Tracker:
         """Where a new experiment's artifacts go (None: let the tracking server decide)."""
         if is_remote(self.tracking_uri):
             return None
-        safe = re.sub(r"[^\w.\-]", "-", experiment) or "experiment"
-        return (self.state_dir / "mlartifacts" / safe).as_uri()
+        return (self.state_dir / "mlartifacts" / safe_name(experiment, "experiment")).as_uri()
 
     def experiment_id(self, name: str, *, create: bool = True) -> str | None:
         """The id of experiment ``name``, created (with ``artifact_location``) when missing."""
@@ -198,18 +171,14 @@ class Tracker:
     # sweeps -----------------------------------------------------------------------------------------
     def start_sweep(self, name: str, spec_hash: str, yaml_text: str, plan_rows: Sequence[Mapping[str, Any]],
                     tags: Mapping[str, Any] | None = None, run_name: str | None = None) -> str:
-        """Create the sweep's parent run in experiment ``name`` and log the spec and the plan.
-
-        Tags: ``ablate.sweep=1``, ``ablate.spec_hash``, ``ablate.version``, ``ablate.git_commit`` (only
-        inside a git repository), ``ablate.status=running``, plus ``tags``. Artifacts:
-        ``spec/experiment.yaml``, ``plan/plan.json`` and ``plan/plan.csv``. Returns the run id.
-        """
+        """Create the sweep's parent run in experiment ``name``, tag it (plus ``tags``) and log the spec
+        and the plan as artifacts (see ``docs/mlflow.md``). Returns the run id."""
         from ablate import __version__
 
         exp_id = self.experiment_id(name)
         assert exp_id is not None
         all_tags = {"ablate.sweep": "1", "ablate.spec_hash": spec_hash, "ablate.version": __version__,
-                    "ablate.status": "running", "ablate.cells": str(len(plan_rows))}
+                    "ablate.status": CellStatus.RUNNING, "ablate.cells": str(len(plan_rows))}
         commit = git_commit()
         if commit:
             all_tags["ablate.git_commit"] = commit
@@ -225,7 +194,7 @@ class Tracker:
         self.log_text(run_id, _plan_csv(plan_rows), "plan/plan.csv")
         return run_id
 
-    def end_sweep(self, parent_run_id: str, status: str = "finished") -> None:
+    def end_sweep(self, parent_run_id: str, status: str = CellStatus.FINISHED) -> None:
         """Flush everything and terminate the parent run (``finished``, ``failed`` or ``killed``;
         MLflow's upper-case states are accepted too)."""
         self.flush()
@@ -243,7 +212,7 @@ class Tracker:
             runs = self.client.search_runs([exp_id], filter_string=f"tags.`ablate.cell` = '{cell_id}'",
                                            max_results=50, order_by=["attributes.start_time DESC"])
         for run in runs:
-            if run.data.tags.get("ablate.status") not in TERMINAL_OK:
+            if run.data.tags.get("ablate.status") not in DONE:
                 return run
         return None
 
@@ -255,8 +224,7 @@ class Tracker:
         killed, pruned) is reused — re-parented to this sweep, its metrics continued — so a resumed
         cell stays one run. ``params`` (the flattened cell config) are stringified and truncated at
         MLflow's 6,000 characters; params a reused run already has are not logged again (MLflow
-        params are immutable). ``tags`` usually carry ``ablate.norm``, ``ablate.pairing`` and
-        ``ablate.source.<kind>``.
+        params are immutable). ``run_name`` and ``tags`` come from :func:`ablate.track.cell_run_identity`.
         """
         exp_id = self._run_experiment.get(parent_run_id)
         if exp_id is None:
@@ -265,7 +233,7 @@ class Tracker:
             self._run_experiment[parent_run_id] = exp_id
         all_tags = {str(k): v for k, v in (tags or {}).items()}
         all_tags.update({"mlflow.parentRunId": parent_run_id, "ablate.cell": cell_id,
-                         "ablate.status": "running", "ablate.reason": ""})
+                         "ablate.status": CellStatus.RUNNING, "ablate.reason": ""})
         old = self._reusable_run(exp_id, cell_id)
         if old is None:
             with self._timed():
@@ -350,14 +318,15 @@ class Tracker:
         """Flush the cell's metrics, log ``summary`` metrics (at the cell's last step), set
         ``ablate.status``/``ablate.reason`` and terminate the run: finished and diverged → FINISHED,
         failed → FAILED, pruned and killed → KILLED."""
-        if status not in _RUN_STATE:
-            raise ValueError(f"cell status must be one of {', '.join(CELL_STATUSES)}, got {status!r}")
+        if status not in ENDED:
+            raise ValueError(f"cell status must be one of {', '.join(ENDED)}, got {status!r}")
+        state = CellStatus(status)
         if summary:
             self.log(run_id, summary, self._last_step.get(run_id, 0))
         self.flush(run_id)
-        self.set_tags(run_id, {"ablate.status": status, "ablate.reason": reason})
+        self.set_tags(run_id, {"ablate.status": state.value, "ablate.reason": reason})
         with self._timed():
-            self.client.set_terminated(run_id, status=_RUN_STATE[status])
+            self.client.set_terminated(run_id, status=state.mlflow_state)
         self._last_step.pop(run_id, None)
 
     # reading back ------------------------------------------------------------------------------------
@@ -377,4 +346,4 @@ class Tracker:
     def finished_cells(self, experiment_name: str) -> dict[str, str]:
         """``{cell_id: run_id}`` of cells whose status is finished or diverged (need not rerun)."""
         return {r["cell"]: r["run_id"] for r in self.cell_runs(experiment_name, latest=True)
-                if r["status"] in TERMINAL_OK}
+                if r["status"] in DONE}

@@ -128,14 +128,11 @@ class SweepCallback(tune.Callback):
 
     def _ensure_run(self, cell_id: str) -> str:
         if cell_id not in self.runs:
-            cell = self.cells[cell_id]
-            from ablate.tune._provenance import provenance_tags
+            from ablate.track import cell_run_identity
 
-            tags = {"ablate.norm": self.labels[cell_id], "ablate.pairing": cell.pairing_key,
-                    **provenance_tags(cell), **self.extra_tags}
-            self.runs[cell_id] = self.tracker.start_cell(
-                self.parent, cell_id, f"{self.labels[cell_id]}·{cell.backbone.label()}·{cell.task.label()}"
-                f"·s{cell.seed}", cell.flat_params(), tags)
+            cell = self.cells[cell_id]
+            name, tags = cell_run_identity(cell, self.labels[cell_id], self.extra_tags)
+            self.runs[cell_id] = self.tracker.start_cell(self.parent, cell_id, name, cell.flat_params(), tags)
             self.rows[cell_id] = {"step": 0, "psnr": math.nan, "max_msq": math.nan, "status": "running",
                                   "t0": time.perf_counter()}
         return self.runs[cell_id]
@@ -165,7 +162,7 @@ class SweepCallback(tune.Callback):
                 self.tracker.log_artifact(run_id, ckpt / name, dest)
         if self.traces.get(cell_id):
             try:
-                from ablate.report.cellplot import divergence_plot
+                from ablate.report._cellplot import divergence_plot
 
                 path = divergence_plot(self.traces[cell_id], ckpt / "divergence.png",
                                        title=f"{self.labels[cell_id]} · {cell_id}")

@@ -67,7 +67,7 @@ def no_tracking_env() -> Iterator[None]:
 def _empty_store(request: pytest.FixtureRequest, base: Path) -> Path:
     """``base/state`` with an empty MLflow SQLite store, copied from a cached one (the schema takes
     7–20 s to create)."""
-    from ablate.track.synthetic import prepared_store
+    from ablate.testing.synthetic import prepared_store
 
     cache = getattr(request.config, "cache", None)
     template = cache.mkdir("ablate-mlflow") if cache is not None else base / "template"

@@ -33,7 +33,7 @@ EXTENDED = f"name: {NAME}\ngrid:\n  norm: [token_ln, global_ln]\n  seed: [0, 1]\
 @pytest.fixture(scope="module")
 def folder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A folder with grid.yaml, extended.yaml and state/ holding an empty MLflow SQLite store."""
-    from ablate.track.synthetic import prepared_store
+    from ablate.testing.synthetic import prepared_store
 
     base = tmp_path_factory.mktemp("status")
     (base / "grid.yaml").write_text(GRID)

@@ -41,7 +41,7 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def _store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty MLflow SQLite store under tmp_path/state (copied from a cached one: the schema takes
     7–20 s to create); returns its URI."""
-    from ablate.track.synthetic import prepared_store
+    from ablate.testing.synthetic import prepared_store
 
     cache = getattr(request.config, "cache", None)
     template = cache.mkdir("ablate-mlflow") if cache is not None else tmp_path / "template"

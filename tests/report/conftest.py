@@ -22,8 +22,8 @@ def _template_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict[str, Any]:
+    from ablate.testing.synthetic import log_synthetic, prepared_store, synthetic_cells
     from ablate.track import Tracker
-    from ablate.track.synthetic import log_synthetic, prepared_store, synthetic_cells
 
     state = tmp_path_factory.mktemp("report-store")
     uri = prepared_store(state, _template_dir(request, tmp_path_factory))

@@ -18,7 +18,7 @@ def _template_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 def state_dir(tmp_path: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ablate.track.synthetic import prepared_store
+    from ablate.testing.synthetic import prepared_store
 
     state = tmp_path / "state"
     prepared_store(state, _template_dir(request, tmp_path_factory))

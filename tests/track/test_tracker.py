@@ -133,6 +133,8 @@ def test_bad_status_is_rejected(tracker: Tracker) -> None:
     rid = tracker.start_cell(parent, "cell-x", "x", {}, {})
     with pytest.raises(ValueError, match="finished, diverged, failed, pruned, killed"):
         tracker.end_cell(rid, "exploded")
+    with pytest.raises(ValueError, match="got 'running'"):  # a cell ends with an ended status
+        tracker.end_cell(rid, "running")
 
 
 def test_resume_reuses_the_unfinished_run_and_finished_cells(tracker: Tracker) -> None:

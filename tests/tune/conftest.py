@@ -32,7 +32,7 @@ def fresh_state(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     Creating the MLflow schema takes 7–20 s here; ``prepared_store`` copies a cached empty database
     (the same cache the tracking tests use).
     """
-    from ablate.track.synthetic import prepared_store
+    from ablate.testing.synthetic import prepared_store
 
     cache = getattr(request.config, "cache", None)
     template = (cache.mkdir("ablate-mlflow") if cache is not None

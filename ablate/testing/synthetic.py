@@ -1,15 +1,18 @@
-"""Synthetic-but-realistic sweeps, logged through the real :class:`Tracker` (tests, benchmarks, demos).
+"""Synthetic-but-realistic sweeps, logged through the real :class:`~ablate.track.Tracker` (tests,
+benchmarks, demos). Not part of a sweep: import it explicitly (it needs mlflow, ``ablate.testing`` does not).
 
     from ablate.track import Tracker
-    from ablate.track.synthetic import synthetic_cells, log_synthetic
+    from ablate.testing.synthetic import synthetic_cells, log_synthetic
     cells = synthetic_cells(variants=("token_ln", "i_ln"), seeds=(0, 1), steps=20,
                             extra=[("token_ln", 2, "diverged")])
     runs = log_synthetic(Tracker(None, "/tmp/demo"), "demo", cells)
 
-The traces follow the shapes of paper-notes.md: under token LN the mean square of deep blocks grows
-with training and channel entropy falls; Global LN with rescale (i-LN) stays flat; a diverged cell's
-deepest msq explodes and it stops early; a failed cell stops without summary metrics. Cells are real
-:class:`ablate.spec.CellSpec` objects, so ids, pairing keys and params are what a sweep logs.
+The traces have the shapes the normalization study expects: under token LN the mean square of deep
+blocks grows with training and channel entropy falls; Global LN with rescale (i-LN) stays flat; a
+diverged cell's deepest msq explodes and it stops early; a failed cell stops without summary metrics.
+Cells are real :class:`ablate.spec.CellSpec` objects, so ids, pairing keys and params are what a sweep
+logs, and run names are :func:`ablate.track.cell_run_name`'s. Provenance tags are fixed strings, so
+logging a synthetic sweep never imports the components (nor torch).
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from ablate.spec import CellSpec, Component, OptimizerSpec, ProbeSpec, TrainSpec
+from ablate.status import CellStatus
+from ablate.track import RunStore, Tracker, cell_run_name, default_tracking_uri
 
-from ._uri import default_tracking_uri
+Trace = tuple[np.ndarray, np.ndarray]  # (steps, values)
 
 DEFAULT_SITES = tuple(f"g{g}.b{b}" for g in range(2) for b in range(4)) + ("final",)
 DEFAULT_STATS = ("msq", "maxabs", "entropy", "top1")
@@ -51,7 +56,7 @@ class SyntheticCell:
     label: str  # the variant label (tag ablate.norm)
     status: str
     reason: str
-    traces: dict[str, tuple[np.ndarray, np.ndarray]]  # key -> (steps, values)
+    traces: dict[str, Trace]  # key -> (steps, values)
     summary: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -79,79 +84,91 @@ def _rng(*parts: Any) -> np.random.Generator:
     return np.random.default_rng(int(hashlib.sha1(repr(parts).encode()).hexdigest()[:12], 16))
 
 
+def _spec(label: str, seed: int, backbone: str, task: str, steps: int, probe_every: int,
+          eval_every: int | None, lr: float) -> CellSpec:
+    norm, rescale = _norm_of(label)
+    return CellSpec(norm=Component(norm), rescale=rescale, backbone=Component(backbone), task=Component(task),
+                    seed=seed, train=TrainSpec(steps=steps * max(1, probe_every),
+                                               eval_every=max(1, eval_every or probe_every),
+                                               optimizer=OptimizerSpec(lr=lr)),
+                    probes=ProbeSpec(every=max(1, probe_every)))
+
+
+def _site_stats(site: str, depth: float, frac: np.ndarray, growth: float, ent_loss: float, diverged: bool,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """msq, maxabs, entropy and top1 of one probe site over the probe steps (``frac``: share of training)."""
+    noise = rng.normal(0.0, 0.03, size=len(frac))
+    if site == "final":  # the final norm's output: normalized, O(1) whatever happens upstream
+        msq = 1.0 + 0.05 * np.sin(frac * 3) + noise * 0.2
+    else:
+        base = 0.8 + 2.5 * depth
+        rate = growth * depth ** 2
+        msq = base * np.exp(rate * frac * (3.0 if diverged else 1.0) + noise)
+    msq = np.maximum(msq, 1e-3)
+    ent0 = math.log(CHANNELS) - 0.25 - 0.3 * depth
+    entropy = np.clip(ent0 - ent_loss * depth ** 2 * frac + noise, 0.05, math.log(CHANNELS))
+    top1 = np.clip(np.exp(-entropy) * 1.8 + 0.01, 1 / CHANNELS, 1.0)
+    maxabs = np.sqrt(msq) * (4 + 6 * (1 - entropy / math.log(CHANNELS)))
+    return {"msq": msq, "maxabs": maxabs, "entropy": entropy, "top1": top1}
+
+
+def _outcome(status: str, psnr_curve: np.ndarray, ssim_curve: np.ndarray, last_msq: dict[str, float],
+             deepest: str, fp16_drop: float, rng: np.random.Generator) -> tuple[dict[str, float], str]:
+    """The summary metrics and the reason a cell with ``status`` ends with."""
+    if status == CellStatus.FINISHED:
+        final = float(psnr_curve[-1])
+        return {"final/psnr": final, "best/psnr": float(psnr_curve.max()), "final/ssim": float(ssim_curve[-1]),
+                "final/max_msq": max(last_msq.values()),
+                "final/psnr_fp16": final - max(0.0, fp16_drop * (1 + rng.normal(0, 0.1))),
+                "final/psnr_bf16": final - abs(0.05 + 0.02 * rng.normal()),
+                "ref/psnr_input": 30.0}, ""
+    if status == CellStatus.DIVERGED:
+        reason = f"probe msq at {deepest} exceeded train.max_msq ({last_msq.get(deepest, math.inf):.3g} > 1e+12)"
+        return {"final/max_msq": max(last_msq.values()), "ref/psnr_input": 30.0}, reason
+    if status == CellStatus.FAILED:
+        return {}, "RuntimeError: synthetic failure (out of memory in the attention block)"
+    return {}, f"synthetic {status} cell"
+
+
 def make_cell(label: str, seed: int, *, backbone: str = "swinir-tiny", task: str = "sr-x2", steps: int = 20,
               probe_every: int = 1, eval_every: int | None = None, status: str = "finished",
               sites: Sequence[str] = DEFAULT_SITES, stats: Sequence[str] = DEFAULT_STATS,
               lr: float = 2e-4) -> SyntheticCell:
     """One synthetic cell: probe traces every ``probe_every`` steps up to ``steps`` (fewer when it
     diverged or failed), validation every ``eval_every`` steps, summary metrics when it finished."""
-    norm, rescale = _norm_of(label)
-    spec = CellSpec(norm=Component(norm), rescale=rescale, backbone=Component(backbone), task=Component(task),
-                    seed=seed, train=TrainSpec(steps=steps * max(1, probe_every),
-                                               eval_every=max(1, eval_every or probe_every),
-                                               optimizer=OptimizerSpec(lr=lr)),
-                    probes=ProbeSpec(every=max(1, probe_every)))
+    spec = _spec(label, seed, backbone, task, steps, probe_every, eval_every, lr)
     psnr_final, growth, ent_loss, fp16_drop = _profile(label)
     rng = _rng(label, seed, backbone, task, lr)
+    diverged = status == CellStatus.DIVERGED
     n = steps
-    if status == "diverged":
+    if diverged:
         n = max(3, int(steps * 0.6))
         growth = max(growth, 4.0) * 4  # the explosion: deep msq reaches ~1e13 before the guard stops it
-    elif status in ("failed", "killed", "pruned"):
+    elif status in (CellStatus.FAILED, CellStatus.KILLED, CellStatus.PRUNED):
         n = max(2, int(steps * 0.3))
     probe_steps = (np.arange(1, n + 1) * max(1, probe_every)).astype(np.int64)
     frac = probe_steps / float(steps * max(1, probe_every))
     blocks = [s for s in sites if s != "final"]
-    traces: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    traces: dict[str, Trace] = {}
     last_msq: dict[str, float] = {}
     for site in sites:
         depth = (blocks.index(site) + 1) / len(blocks) if site in blocks else 1.0
-        noise = rng.normal(0.0, 0.03, size=n)
-        if site == "final":  # the final norm's output: normalized, O(1) whatever happens upstream
-            msq = 1.0 + 0.05 * np.sin(frac * 3) + noise * 0.2
-        else:
-            base = 0.8 + 2.5 * depth
-            rate = growth * depth ** 2
-            msq = base * np.exp(rate * frac * (3.0 if status == "diverged" else 1.0) + noise)
-        msq = np.maximum(msq, 1e-3)
-        ent0 = math.log(CHANNELS) - 0.25 - 0.3 * depth
-        entropy = np.clip(ent0 - ent_loss * depth ** 2 * frac + noise, 0.05, math.log(CHANNELS))
-        top1 = np.clip(np.exp(-entropy) * 1.8 + 0.01, 1 / CHANNELS, 1.0)
-        maxabs = np.sqrt(msq) * (4 + 6 * (1 - entropy / math.log(CHANNELS)))
-        values = {"msq": msq, "maxabs": maxabs, "entropy": entropy, "top1": top1}
-        for stat in stats:
-            traces[f"feat/{site}/{stat}"] = (probe_steps, values[stat].astype(np.float64))
-        last_msq[site] = float(msq[-1])
+        values = _site_stats(site, depth, frac, growth, ent_loss, diverged, rng)
+        traces.update({f"feat/{site}/{stat}": (probe_steps, values[stat].astype(np.float64)) for stat in stats})
+        last_msq[site] = float(values["msq"][-1])
     loss = 0.06 * np.exp(-2.5 * frac) + 0.02 + rng.normal(0, 0.001, size=n)
-    if status == "diverged":
+    if diverged:
         loss[-1] = math.nan
     traces["train/loss"] = (probe_steps, loss)
-    ev = max(1, (eval_every or probe_every) // max(1, probe_every))
+    ev = max(1, (eval_every or probe_every) // max(1, probe_every))  # probe steps between evaluations
     eval_idx = np.arange(ev - 1, n, ev)
-    seed_shift = rng.normal(0.0, 0.12)
-    psnr_curve = 30.0 + (psnr_final + seed_shift - 30.0) * (1 - np.exp(-4 * frac[eval_idx]))
-    if status == "diverged":
+    psnr_curve = 30.0 + (psnr_final + rng.normal(0.0, 0.12) - 30.0) * (1 - np.exp(-4 * frac[eval_idx]))
+    if diverged:
         psnr_curve[-max(1, len(psnr_curve) // 4):] -= np.linspace(0.5, 6.0, max(1, len(psnr_curve) // 4))
     traces["val/psnr"] = (probe_steps[eval_idx], psnr_curve)
     traces["val/ssim"] = (probe_steps[eval_idx], 0.80 + 0.12 * (1 - np.exp(-4 * frac[eval_idx])))
-    summary: dict[str, float] = {}
-    reason = ""
-    if status == "finished":
-        final = float(psnr_curve[-1])
-        summary = {"final/psnr": final, "best/psnr": float(psnr_curve.max()),
-                   "final/ssim": float(traces["val/ssim"][1][-1]),
-                   "final/max_msq": max(last_msq.values()),
-                   "final/psnr_fp16": final - max(0.0, fp16_drop * (1 + rng.normal(0, 0.1))),
-                   "final/psnr_bf16": final - abs(0.05 + 0.02 * rng.normal()),
-                   "ref/psnr_input": 30.0}
-    elif status == "diverged":
-        deepest = blocks[-1] if blocks else "final"
-        reason = f"probe msq at {deepest} exceeded train.max_msq ({last_msq.get(deepest, math.inf):.3g} > 1e+12)"
-        summary = {"final/max_msq": max(last_msq.values()), "ref/psnr_input": 30.0}
-    elif status == "failed":
-        reason = "RuntimeError: synthetic failure (out of memory in the attention block)"
-    else:
-        reason = f"synthetic {status} cell"
+    summary, reason = _outcome(status, psnr_curve, traces["val/ssim"][1], last_msq,
+                               blocks[-1] if blocks else "final", fp16_drop, rng)
     return SyntheticCell(spec, label, status, reason, traces, summary)
 
 
@@ -185,7 +202,7 @@ def cell_tags(cell: SyntheticCell) -> dict[str, str]:
 
 
 def run_name(cell: SyntheticCell) -> str:
-    return f"{cell.label}·{cell.spec.backbone.label()}·{cell.spec.task.label()}·s{cell.spec.seed}"
+    return cell_run_name(cell.spec, cell.label)
 
 
 def log_synthetic(tracker: Any, name: str, cells: Sequence[SyntheticCell], *, traces: bool = True) -> dict[str, str]:
@@ -209,7 +226,7 @@ def log_synthetic(tracker: Any, name: str, cells: Sequence[SyntheticCell], *, tr
             for s in sorted(by_step):
                 tracker.log(rid, by_step[s], s)
         tracker.end_cell(rid, cell.status, cell.reason, cell.summary)
-    tracker.end_sweep(parent, "finished")
+    tracker.end_sweep(parent, CellStatus.FINISHED)
     return runs
 
 
@@ -222,13 +239,11 @@ def prepared_store(state_dir: str | Path, cache_dir: str | Path) -> str:
     """
     from importlib import metadata
 
-    from ._store import RunStore
-    from ._tracker import Tracker
-
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     template = Path(cache_dir) / f"mlflow-{metadata.version('mlflow')}" / "mlflow.db"
-    if template.exists() and RunStore._schema_ok(template):
+    # RunStore falls back to the client for a database whose tables it does not recognise
+    if template.exists() and RunStore(default_tracking_uri(template.parent)).backend == "sqlite":
         shutil.copyfile(template, state / "mlflow.db")
         return default_tracking_uri(state)
     template.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,11 @@
-"""One cell's divergence plot (feature msq and channel entropy per site over training).
+"""One cell's divergence plot (feature msq and channel entropy per site over training), which the sweep
+logs as an artifact of the cell's run.
 
-    from ablate.report.cellplot import divergence_plot
+    from ablate.report._cellplot import divergence_plot
     divergence_plot([(step, {"feat/g0.b0/msq": 1.2, "feat/g0.b0/entropy": 3.1, ...}), ...], "div.png")
+
+The figure is drawn on its own Agg canvas, not through pyplot, so the caller's matplotlib backend
+stays what it was.
 """
 
 from __future__ import annotations
@@ -9,21 +13,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-
-def divergence_plot(trace: list[tuple[int, dict[str, float]]], path: str | Path, title: str = "") -> Path:
-    """Two panels: msq (log scale) and channel entropy vs step, one line per probe site (deep = dark)."""
+def _sites(trace: list[tuple[int, dict[str, float]]]) -> list[str]:
+    """Probe sites in the order they first appear (shallow → deep)."""
     sites: list[str] = []
     for _, metrics in trace:
         for key in metrics:
             site = key.split("/")[1]
             if site not in sites:
                 sites.append(site)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    cmap = plt.get_cmap("viridis")
+    return sites
+
+
+def divergence_plot(trace: list[tuple[int, dict[str, float]]], path: str | Path, title: str = "") -> Path:
+    """Two panels: msq (log scale) and channel entropy vs step, one line per probe site (deep = dark)."""
+    sites = _sites(trace)
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    cmap = matplotlib.colormaps["viridis"]
     for i, site in enumerate(sites):
         colour = cmap(1.0 - i / max(len(sites) - 1, 1))
         for ax, stat in zip(axes, ("msq", "entropy")):
@@ -43,5 +54,4 @@ def divergence_plot(trace: list[tuple[int, dict[str, float]]], path: str | Path,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
