@@ -1,11 +1,13 @@
-# ablate — developer entry points. `make quickstart` and `make test` are the README's two commands.
+# ablate — developer entry points. `make quickstart` and `make test` are the README's two commands;
+# `make test-fast` is the inner loop (after `make setup`): the suite without the tests marked slow
+# (those that start Ray, run a sweep, start an MLflow server or train for more than a few seconds).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup quickstart test lint bench clean
+.PHONY: setup quickstart test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,8 +22,14 @@ setup: $(BIN)/python
 quickstart: setup
 	$(BIN)/ablate run experiments/quickstart.yaml
 
+TESTS := tests plugins/ablate-scalenorm/tests
+
+# coverage of the package, files at 100% left out; Ray workers are other processes and not measured
 test: setup
-	$(BIN)/python -m pytest tests plugins/ablate-scalenorm/tests
+	$(BIN)/python -m pytest $(TESTS) --cov=ablate --cov-report=term:skip-covered
+
+test-fast:
+	$(BIN)/python -m pytest $(TESTS) -m "not slow"
 
 lint:
 	$(BIN)/ruff check ablate tests benchmarks plugins
@@ -35,4 +43,4 @@ bench:
 	$(BIN)/python benchmarks/bench_dashboard.py
 
 clean:
-	rm -rf .ablate .pytest_cache
+	rm -rf .ablate .pytest_cache .coverage

@@ -155,12 +155,12 @@ def ray_startup() -> float:
     """Seconds for ``ray.init`` as ``run_sweep`` calls it (a fresh local cluster)."""
     import ray
 
-    from ablate.tune._runner import _init_ray
+    from ablate.tune._base import init_ray
 
     if ray.is_initialized():
         ray.shutdown()
     t0 = time.perf_counter()
-    _init_ray(None, None)
+    init_ray(None, None)
     dt = time.perf_counter() - t0
     ray.shutdown()
     return dt

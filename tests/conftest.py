@@ -34,3 +34,12 @@ def ray_session() -> Iterator[str]:
     yield ray.get_runtime_context().gcs_address
     if started:
         ray.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts Ray must be marked ``slow``: ``pytest -m "not slow"`` (``make test-fast``) is
+    the inner loop, and one Ray start costs more than the rest of it."""
+    unmarked = [item.nodeid for item in items
+                if "ray_session" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests start Ray; mark them @pytest.mark.slow:\n  " + "\n  ".join(unmarked))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # ablate.data imports torch: only when the command runs
-    from ablate.data._prepared import StoredImage
+    from ablate.data import StoredImage
 
 
 @click.group("data")

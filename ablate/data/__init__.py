@@ -19,7 +19,7 @@ from . import _folder, _skimage  # noqa: F401  (register the built-ins)
 from ._base import Dataset, Source, resolve_dataset
 from ._folder import FolderDataset, PairedDataset
 from ._io import IMAGE_EXTS, clear_cache, read_image
-from ._prepared import PreparedStore, TiledImage, open_store, prepare_folder
+from ._prepared import PreparedStore, StoredImage, TiledImage, open_store, prepare_folder
 from ._sampler import PairSampler, crop_pair, probe_batch, validation_pairs
 from ._skimage import SKIMAGE_IMAGES, SkimageDataset, available_skimage_images, load_skimage
 
@@ -33,6 +33,7 @@ __all__ = [
     "PreparedStore",
     "SkimageDataset",
     "Source",
+    "StoredImage",
     "TiledImage",
     "available_skimage_images",
     "clear_cache",

@@ -9,6 +9,8 @@ This is the only subpackage that imports ``ray``.
 
 from __future__ import annotations
 
-from ._runner import SweepOptions, SweepSummary, run_search, run_sweep
+from ._base import SweepOptions, SweepSummary
+from ._search import run_search
+from ._sweep import run_sweep
 
 __all__ = ["SweepOptions", "SweepSummary", "run_search", "run_sweep"]

@@ -6,14 +6,18 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ray import tune
 
 from ablate.spec import CellSpec
+from ablate.status import CellStatus
 from ablate.train import CHECKPOINT_FILE
 
 from ._trial import FINAL, REASON, STATUS, STEP
+
+if TYPE_CHECKING:
+    from ablate.track import Tracker
 
 _METRIC_PREFIXES = ("train/", "val/", "feat/", "ref/", "final/", "best/", "time/")
 _SUMMARY_EXTRA = ("steps", "params")
@@ -30,7 +34,7 @@ def _metrics_of(result: dict[str, Any]) -> dict[str, float]:
 class SweepCallback(tune.Callback):
     """Logs every trial to its MLflow child run, in batches, from the driver process only."""
 
-    def __init__(self, tracker: Any, parent_run_id: str, cells: dict[str, dict[str, Any]], ckpt_root: Path,
+    def __init__(self, tracker: Tracker, parent_run_id: str, cells: dict[str, dict[str, Any]], ckpt_root: Path,
                  stream: TextIO | None = None, refresh_s: float | None = None, tags: dict[str, str] | None = None) -> None:
         self.tracker = tracker
         self.parent = parent_run_id
@@ -88,7 +92,8 @@ class SweepCallback(tune.Callback):
         if result.get(FINAL):
             summary = {k: v for k, v in metrics.items() if not k.startswith(("val/", "train/", "feat/"))}
             summary.update({k: float(result[k]) for k in _SUMMARY_EXTRA if isinstance(result.get(k), (int, float))})
-            self._end(cell_id, str(result.get(STATUS, "failed")), str(result.get(REASON, "")), summary)
+            self._end(cell_id, CellStatus(result.get(STATUS, CellStatus.FAILED)), str(result.get(REASON, "")),
+                      summary)
             return
         self.tracker.log(run_id, metrics, step)
         row["step"] = step
@@ -104,12 +109,12 @@ class SweepCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         cell_id = self._cell_id(trial)
         err = getattr(trial, "error_msg", None) or "the trial's worker crashed"
-        self._end(cell_id, "failed", str(err).strip().splitlines()[-1][:500], {})
+        self._end(cell_id, CellStatus.FAILED, str(err).strip().splitlines()[-1][:500], {})
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         cell_id = self._cell_id(trial)
         if cell_id not in self.ended:  # stopped by a scheduler before its final report
-            self._end(cell_id, "pruned", "stopped early by the scheduler", {})
+            self._end(cell_id, CellStatus.PRUNED, "stopped early by the scheduler", {})
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self.close()
@@ -118,10 +123,10 @@ class SweepCallback(tune.Callback):
     def close(self) -> None:
         """End every run still open as killed (interrupted sweep) and print the final table."""
         if self._closed == (len(self.rows), len(self.ended)) and len(self.ended) == len(self.rows):
-            return  # nothing new since the last close (Ray calls it, then the runner does)
+            return  # nothing new since the last close (Ray calls it, then the driver does)
         for cell_id in list(self.runs):
             if cell_id not in self.ended:
-                self._end(cell_id, "killed", "the sweep stopped before this cell finished", {})
+                self._end(cell_id, CellStatus.KILLED, "the sweep stopped before this cell finished", {})
         self.tracker.flush()
         self.print_table(force=True, final=True)
         self._closed = (len(self.rows), len(self.ended))
@@ -137,7 +142,11 @@ class SweepCallback(tune.Callback):
                                   "t0": time.perf_counter()}
         return self.runs[cell_id]
 
-    def _end(self, cell_id: str, status: str, reason: str, summary: dict[str, float]) -> None:
+    def statuses(self) -> dict[str, CellStatus]:
+        """Cell id -> status of every cell this callback has seen (running ones included)."""
+        return {cell_id: CellStatus(row["status"]) for cell_id, row in self.rows.items()}
+
+    def _end(self, cell_id: str, status: CellStatus, reason: str, summary: dict[str, float]) -> None:
         if cell_id in self.ended:
             return
         run_id = self._ensure_run(cell_id)
@@ -149,7 +158,7 @@ class SweepCallback(tune.Callback):
         self.cell_seconds[cell_id] = time.perf_counter() - row["t0"]
         self._log_artifacts(cell_id, run_id)
         self.tracker.end_cell(run_id, status, reason, summary)
-        if reason and status != "finished":
+        if reason and status is not CellStatus.FINISHED:
             self.stream.write(f"cell {cell_id} {status}: {reason}\n")
             self._drawn_lines = 0
         if len(self.ended) < len(self.rows):  # close() prints the last table
@@ -162,7 +171,7 @@ class SweepCallback(tune.Callback):
                 self.tracker.log_artifact(run_id, ckpt / name, dest)
         if self.traces.get(cell_id):
             try:
-                from ablate.report._cellplot import divergence_plot
+                from ablate.report import divergence_plot
 
                 path = divergence_plot(self.traces[cell_id], ckpt / "divergence.png",
                                        title=f"{self.labels[cell_id]} · {cell_id}")
@@ -188,7 +197,7 @@ class SweepCallback(tune.Callback):
                          "psnr": "" if math.isnan(r["psnr"]) else f"{r['psnr']:.2f}",
                          "max msq": "" if math.isnan(r["max_msq"]) else f"{r['max_msq']:.3g}",
                          "status": r["status"]})
-        done = sum(r["status"] != "running" for r in self.rows.values())
+        done = sum(CellStatus(r["status"]).ended for r in self.rows.values())
         total = max(len(self.rows), self.expected)
         text = f"[{time.strftime('%H:%M:%S')}] {done}/{total} cells done\n" + table(rows, list(rows[0])) + "\n"
         if self.tty and self._drawn_lines:  # redraw in place: cursor up over the last table, clear below

@@ -11,7 +11,8 @@ from typing import Any
 from ray import tune
 
 from ablate.errors import AblateError
-from ablate.train._reporter import flatten_traces
+from ablate.status import CellStatus
+from ablate.train import flatten_traces
 
 # keys of our own in a result dict (Ray adds its own: training_iteration, time_this_iter_s, …)
 STEP, STATUS, REASON, FINAL, CELL = "ablate/step", "ablate/status", "ablate/reason", "ablate/final", "ablate/cell"
@@ -58,7 +59,7 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_ro
 
     os.environ.pop("MLFLOW_RUN_ID", None)
     torch.set_num_threads(max(1, threads))
-    status, reason, summary = "failed", "", {}
+    status, reason, summary = CellStatus.FAILED, "", {}
     cell_id = config.get("cell_id", "?")
     try:
         spec = CellSpec.from_config(cell_of(config, cells))
@@ -74,15 +75,24 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_ro
             except Exception:
                 shutil.rmtree(ckpt_dir, ignore_errors=True)
         result = run_cell(spec, RayReporter(cell_id), checkpoint_dir=ckpt_dir, resume_from=resume)
-        status, reason, summary = result.status, result.reason, result.summary
+        status, reason, summary = CellStatus(result.status), result.reason, result.summary
     except AblateError as err:
         reason = str(err)
     except Exception as err:  # a crashing cell is recorded as failed; the sweep goes on
         tb = traceback.extract_tb(err.__traceback__)
         where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
         reason = f"{type(err).__name__}: {err}{where}"
-    final = {STEP: int(summary.get("steps", 0)), CELL: cell_id, FINAL: 1, STATUS: status, REASON: reason[:2000],
-             **summary}
+    # the status travels as its plain string: results cross process boundaries and Ray may serialize them
+    final = {STEP: int(summary.get("steps", 0)), CELL: cell_id, FINAL: 1, STATUS: status.value,
+             REASON: reason[:2000], **summary}
     if "final/psnr" in summary:  # searchers and schedulers read the last result's val/psnr
         final["val/psnr"], final["val/ssim"] = summary["final/psnr"], summary["final/ssim"]
     tune.report(final)
+
+
+def trainable(cells: dict[str, dict[str, Any]], ckpt_root: Path, cpus: float, gpus: float) -> Any:
+    """:func:`cell_trial` as Ray Tune runs it: the cell configs carried by ``tune.with_parameters``
+    (in Ray's object store, not in every trial's config), with each trial's resources."""
+    return tune.with_resources(
+        tune.with_parameters(cell_trial, cells=cells, ckpt_root=str(ckpt_root), threads=int(max(1, cpus))),
+        {"cpu": cpus, "gpu": gpus})

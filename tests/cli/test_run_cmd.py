@@ -131,6 +131,7 @@ def test_the_broken_file_passes_validation(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.output.startswith("ok: 3 cells"), result.output
 
 
+@pytest.mark.slow
 def test_run_exits_1_and_reports_each_status(mixed: Mixed) -> None:
     out, err = mixed.result.stdout, mixed.result.stderr
     assert mixed.result.returncode == 1, out + err
@@ -141,6 +142,7 @@ def test_run_exits_1_and_reports_each_status(mixed: Mixed) -> None:
     assert "dashboard: " in out and "dashboard not built" not in out  # failed cells do not break it
 
 
+@pytest.mark.slow
 def test_failing_cell_is_failed_with_reason_others_go_on(mixed: Mixed) -> None:
     run = mixed.run(mixed.broken)
     assert run.info.status == "FAILED"
@@ -154,6 +156,7 @@ def test_failing_cell_is_failed_with_reason_others_go_on(mixed: Mixed) -> None:
     assert {a.path for a in mixed.client.list_artifacts(ok.info.run_id)} >= {"samples", "checkpoint", "plots"}
 
 
+@pytest.mark.slow
 def test_diverging_cell_is_diverged_and_keeps_its_metrics(mixed: Mixed) -> None:
     run = mixed.run(mixed.diverging)
     tags, metrics = run.data.tags, run.data.metrics
@@ -172,6 +175,7 @@ def test_diverging_cell_is_diverged_and_keeps_its_metrics(mixed: Mixed) -> None:
     assert [a.path for a in mixed.client.list_artifacts(rid, "plots")] == ["plots/divergence.png"]
 
 
+@pytest.mark.slow
 def test_status_after_mixed_run_shows_reasons(mixed: Mixed) -> None:
     result = CliRunner().invoke(main, ["status", str(mixed.folder / "mixed.yaml"), "--state-dir", str(mixed.state)])
     assert result.exit_code == 0, result.output
@@ -198,6 +202,7 @@ def test_run_bad_yaml_is_one_line_exit_2_and_writes_nothing(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
+@pytest.mark.slow
 def test_run_in_process_under_clirunner(ray_session: str, no_tracking_env: None, request: pytest.FixtureRequest,
                                         tmp_path: Path) -> None:
     (tmp_path / "one.yaml").write_text(f"name: cli-inproc\nnorm: token_ln\n{CELLS}".replace("steps: 20", "steps: 5"))

@@ -79,6 +79,7 @@ def test_status_before_any_run_is_pending(folder: Path) -> None:
     assert f"{NAME}: 2 pending  (sqlite:///{(folder / 'state' / 'mlflow.db').resolve()})" in output
 
 
+@pytest.mark.slow
 def test_status_after_a_sweep_lists_status_and_psnr(folder: Path, ray_session: None) -> None:
     from mlflow import MlflowClient
 

@@ -77,6 +77,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_ui_serves_the_store_and_stops_cleanly(store: dict[str, Any], tmp_path: Path) -> None:
     port = _free_port()
     missing = CliRunner().invoke(main, ["ui", "--state-dir", str(tmp_path / "none"), "--port", str(port)],

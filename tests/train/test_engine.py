@@ -51,6 +51,7 @@ class Recorder:
             raise KeyboardInterrupt  # what a stopped Ray trial looks like from inside
 
 
+@pytest.mark.slow
 def test_swinir_tiny_denoising_30_steps_lowers_the_loss():
     spec = CellSpec.from_config({
         "norm": "token_ln", "backbone": "swinir-tiny", "task": "dn-s25", "seed": 0,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ablate.spec import load_experiment
 from ablate.tune import SweepOptions
-from ablate.tune._runner import trial_resources
+from ablate.tune._base import trial_resources
 
 
 def test_command_line_wins_over_the_spec_and_zero_gpus_is_a_choice(tmp_path: Path):

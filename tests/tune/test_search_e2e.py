@@ -11,8 +11,6 @@ import pytest
 from ablate.spec import load_experiment
 from ablate.tune import SweepOptions, run_search
 
-pytestmark = pytest.mark.usefixtures("ray_session", "no_tracking_env")
-
 SPEC = """\
 name: search-e2e
 norm: token_ln
@@ -30,6 +28,8 @@ search:
 """
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session", "no_tracking_env")
 def test_each_trial_is_a_cell_with_its_sampled_lr(fresh_state: Callable[[str], Path]) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -54,9 +54,11 @@ def test_each_trial_is_a_cell_with_its_sampled_lr(fresh_state: Callable[[str], P
 
 
 def test_search_needs_a_search_section(tmp_path: Path) -> None:
+    """Checked before anything starts: no Ray, no MLflow store."""
     from ablate.errors import AblateError
 
     f = tmp_path / "plain.yaml"
     f.write_text(SPEC.split("search:")[0].replace("search-e2e", "plain"))
     with pytest.raises(AblateError, match="expected a 'search' section"):
         run_search(load_experiment(f), SweepOptions(state_dir=tmp_path / "state", stream=io.StringIO()))
+    assert not (tmp_path / "state").exists()

@@ -24,7 +24,7 @@ from ablate.spec import load_experiment
 from ablate.sweep import expand
 from ablate.tune import SweepOptions, SweepSummary, run_sweep
 
-pytestmark = pytest.mark.usefixtures("ray_session", "no_tracking_env")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session", "no_tracking_env")]
 
 NAME = "e2e-grid"
 CELLS = """\
