@@ -34,8 +34,7 @@ from typing import Any
 
 import torch
 
-from ablate.spec import CellSpec, parse_experiment
-from ablate.sweep import expand
+from ablate.spec import CellSpec, expand, parse_experiment
 from ablate.train import NullReporter, run_cell
 
 RATE_BACKBONES = ("swinir-tiny", "swinir-light", "hat-tiny")

@@ -8,7 +8,7 @@
 Two measurements of the same cells, in one process, one after the other (sequential first, unless
 ``--sweep-first``):
 
-1. **sequential**: ``ablate.sweep.expand`` + ``ablate.train.run_cell`` for each cell in this process,
+1. **sequential**: ``ablate.spec.expand`` + ``ablate.train.run_cell`` for each cell in this process,
    with ``torch.set_num_threads(os.cpu_count())``, no Ray, no MLflow, no checkpoints — the best a user
    could do by hand with a for loop.
 2. **sweep**: ``ablate.tune.run_sweep(spec, SweepOptions(state_dir=tmp, tracking_uri=sqlite in tmp,
@@ -57,8 +57,7 @@ from typing import Any
 import torch
 import yaml
 
-from ablate.spec import CellSpec, ExperimentSpec, parse_experiment
-from ablate.sweep import expand
+from ablate.spec import CellSpec, ExperimentSpec, expand, parse_experiment
 from ablate.train import NullReporter, run_cell
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,26 +31,6 @@ EDGE_DEPENDENCIES = {
     "pandas": "ablate.report",
 }
 
-# Known violations, each owned by another change in flight. An entry is an import edge
-# (importing module, imported module); the test fails on any violation not listed here, and on an
-# entry that no longer matches anything, so the list only ever shrinks.
-ALLOWED_CYCLE_EDGES = {
-    # spec <-> sweep (spec.load_experiment expands the grid, the sweep reads the spec): the sweep
-    # package is being moved; delete after that merge
-    ("ablate.spec._load", "ablate.sweep"),
-}
-ALLOWED_PRIVATE_IMPORTS = {
-    # the datasets read task parameters from the tasks package's private module; delete after the
-    # data/tasks change is merged
-    ("ablate.data._base", "ablate.tasks._params"),
-    ("ablate.data._folder", "ablate.tasks._params"),
-    ("ablate.data._skimage", "ablate.tasks._params"),
-    # grid expansion borrows the spec loader's private helpers: goes with the sweep package's move;
-    # delete after that merge
-    ("ablate.sweep._expand", "ablate.spec._load"),
-}
-
-
 @dataclass(frozen=True)
 class Import:
     module: str  # the importing module
@@ -199,17 +179,14 @@ def package() -> tuple[dict[str, Path], list[Import]]:
 
 def test_no_import_cycles(package: tuple[dict[str, Path], list[Import]]) -> None:
     mods, found = package
-    graph = dependency_graph(mods, found)
-    for module, target in ALLOWED_CYCLE_EDGES:
-        graph.get(module, set()).discard(target)
-    knots = cycles(graph)
+    knots = cycles(dependency_graph(mods, found))
     assert not knots, "import cycles (each line: modules that import each other, directly or not):\n" + "\n".join(
         " <-> ".join(c) for c in knots)
 
 
 def test_no_private_module_of_another_subpackage(package: tuple[dict[str, Path], list[Import]]) -> None:
     mods, found = package
-    bad = [i for i in private_imports(mods, found) if (i.module, i.target) not in ALLOWED_PRIVATE_IMPORTS]
+    bad = private_imports(mods, found)
     assert not bad, "import the subpackage's public names instead:\n" + "\n".join(map(str, bad))
 
 
@@ -217,17 +194,6 @@ def test_heavy_dependencies_stay_at_the_edges(package: tuple[dict[str, Path], li
     bad = misplaced_dependencies(package[1])
     assert not bad, ("ray belongs in ablate/tune, mlflow in ablate/track, matplotlib/jinja2/pandas in "
                      "ablate/report:\n" + "\n".join(map(str, bad)))
-
-
-def test_allow_lists_hold_only_live_violations(package: tuple[dict[str, Path], list[Import]]) -> None:
-    """An entry whose import is gone must go too, so a fixed violation cannot quietly come back."""
-    mods, found = package
-    graph = dependency_graph(mods, found)
-    edges = {(m, t) for m, targets in graph.items() for t in targets}
-    private = {(i.module, i.target) for i in private_imports(mods, found)}
-    stale = sorted((ALLOWED_CYCLE_EDGES - edges) | (ALLOWED_PRIVATE_IMPORTS - private))
-    assert not stale, "delete these allow-list entries, the import is gone:\n" + "\n".join(
-        f"{m} -> {t}" for m, t in stale)
 
 
 # the checker checks itself on a small package, so a bug in it cannot pass for a clean tree

@@ -27,6 +27,7 @@ from torch import nn
 
 from ablate.errors import AblateError, RegistryError, SpecError
 from ablate.norms import NormVariant, resolve_norm
+from ablate.params import Param, check_params, split_spec
 from ablate.registry import BACKBONES
 
 from . import hat, swinir  # noqa: F401  (registers the presets)
@@ -50,16 +51,8 @@ __all__ = [
 
 def _split(spec: Any, where: str) -> tuple[str, dict[str, Any], str]:
     """(name, params, key path of the name) from a str, a mapping or a Component."""
-    if isinstance(spec, str):
-        return spec, {}, where
-    if isinstance(spec, Mapping):
-        name = spec.get("name")
-        if not isinstance(name, str) or not name:
-            raise SpecError(f"{where}.name", "a backbone name", name)
-        return name, {k: v for k, v in spec.items() if k != "name"}, f"{where}.name"
-    if hasattr(spec, "name") and hasattr(spec, "kwargs"):  # ablate.spec.Component
-        return spec.name, dict(spec.kwargs), where
-    raise SpecError(where, "a backbone name or a mapping with 'name'", spec)
+    name, params = split_spec(spec, where, "backbone")
+    return name, params, f"{where}.name" if isinstance(spec, Mapping) else where
 
 
 def _factory(name: str, where: str) -> Any:
@@ -74,17 +67,22 @@ def _check_params(factory: Any, name: str, params: dict[str, Any], where: str) -
     if callable(configure):
         configure(params, where)
         return
+    declared = _signature_params(factory)
+    if declared is not None:
+        check_params(f"backbone {name!r}", declared, params, where, defaults=False)
+
+
+def _signature_params(factory: Any) -> dict[str, Param] | None:
+    """A plugin factory's keyword parameters (any value: the factory checks its own); None when its
+    signature cannot be read (a builtin or C callable) or takes ``**kwargs``."""
     try:
         sig = inspect.signature(factory)
-    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
-        return
+    except (TypeError, ValueError):
+        return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    accepted = [p for p in sig.parameters if p not in ("norm", "scale")]
-    for key in params:
-        if key not in accepted:
-            raise SpecError(f"{where}.{key}", f"a parameter of backbone {name!r} "
-                            f"(accepted: {', '.join(accepted) or 'none'})", key)
+        return None
+    return {p.name: Param(None if p.default is p.empty else p.default, object, nullable=True)
+            for p in sig.parameters.values() if p.name not in ("norm", "scale")}
 
 
 def validate_backbone(spec: Any, *, where: str = "backbone") -> None:

@@ -16,8 +16,8 @@ attention. Window tensors are (B, nW, N, C) with N = window².
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, ClassVar, cast
 
@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ablate.errors import SpecError, did_you_mean
+from ablate.errors import SpecError
 from ablate.norms import Normalizer, NormVariant
+from ablate.params import check_params, field_params, param_field
 
 # DIV2K RGB statistics, as SwinIR and HAT use them (mean) and i-LN's released configs add (std).
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -236,48 +237,47 @@ def reconstruction_head(upsampler: str, dim: int, num_feat: int, scale: int) -> 
 # --------------------------------------------------------------------------------------------
 # configuration (validated overrides of a preset)
 # --------------------------------------------------------------------------------------------
-def _pos_int(v: Any) -> bool:
+def _positive_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _positive_ints(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(_positive_int(d) for d in v)
 
 
-# field name -> (what the user must give, check). Numbers are coerced to float after the check.
-FIELD_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "embed_dim": ("a positive integer", _pos_int),
-    "depths": ("a non-empty list of positive integers (blocks per residual group)",
-               lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_pos_int(d) for d in v)),
-    "num_heads": ("a positive integer or a list of them (one per group)",
-                  lambda v: _pos_int(v) or (isinstance(v, (list, tuple)) and len(v) > 0
-                                            and all(_pos_int(h) for h in v))),
-    "window_size": ("a positive integer", _pos_int),
-    "mlp_ratio": ("a positive number", lambda v: _number(v) and v > 0),
-    "upsampler": (f"one of {', '.join(UPSAMPLERS)}", lambda v: v in UPSAMPLERS),
-    "num_feat": ("a positive integer", _pos_int),
-    "qkv_bias": ("true or false", lambda v: isinstance(v, bool)),
-    "stdnorm": ("true or false", lambda v: isinstance(v, bool)),
-    "compress_ratio": ("a positive integer", _pos_int),
-    "squeeze_factor": ("a positive integer", _pos_int),
-    "conv_scale": ("a number", _number),
-    "overlap_ratio": ("a number ≥ 0", lambda v: _number(v) and v >= 0),
-}
+def _positive_number(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+POSITIVE_INT = "a positive integer"
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """Hyperparameters shared by the SwinIR-like families; every field is overridable from YAML."""
+    """Hyperparameters shared by the SwinIR-like families; every field is overridable from YAML.
 
-    embed_dim: int = 60  # token channels C
-    depths: tuple[int, ...] = (6, 6, 6, 6)  # transformer blocks per residual group
-    num_heads: int | tuple[int, ...] = 6  # attention heads (one number, or one per group)
-    window_size: int = 8  # attention window side; inputs are padded to a multiple of it
-    mlp_ratio: float = 2.0  # FFN hidden width = mlp_ratio · C
-    upsampler: str = "pixelshuffledirect"  # SR head (scale 1 always uses conv + global residual)
-    num_feat: int = 64  # channels of the pixelshuffle head
-    qkv_bias: bool = True
-    stdnorm: bool = False  # also divide the input by the dataset RGB std (i-LN's released configs do)
+    Each field is declared with :func:`ablate.params.param_field`: its YAML type and range live
+    next to its default, and a preset's values are the defaults of its parameters.
+    """
+
+    embed_dim: int = param_field(60, int, "token channels C", lo=1, expect=POSITIVE_INT)
+    depths: tuple[int, ...] = param_field(
+        (6, 6, 6, 6), object, "transformer blocks per residual group", rule=_positive_ints,
+        expect="a non-empty list of positive integers (blocks per residual group)")
+    num_heads: int | tuple[int, ...] = param_field(
+        6, object, "attention heads (one number, or one per group)",
+        rule=lambda v: _positive_int(v) or _positive_ints(v),
+        expect="a positive integer or a list of them (one per group)")
+    window_size: int = param_field(8, int, "attention window side; inputs are padded to a multiple of it",
+                                   lo=1, expect=POSITIVE_INT)
+    mlp_ratio: float = param_field(2.0, float, "FFN hidden width = mlp_ratio · C", rule=_positive_number,
+                                   expect="a positive number")
+    upsampler: str = param_field("pixelshuffledirect", str, "SR head (scale 1 always uses conv + global "
+                                 "residual)", choices=UPSAMPLERS)
+    num_feat: int = param_field(64, int, "channels of the pixelshuffle head", lo=1, expect=POSITIVE_INT)
+    qkv_bias: bool = param_field(True, bool, "a learned bias on the q, k, v projections")
+    stdnorm: bool = param_field(False, bool, "also divide the input by the dataset RGB std (i-LN's "
+                                "released configs do)")
 
     def heads(self, group: int) -> int:
         return self.num_heads if isinstance(self.num_heads, int) else self.num_heads[group]
@@ -294,21 +294,8 @@ class BackboneConfig:
 
     def with_params(self, params: Mapping[str, Any], where: str, preset: str) -> BackboneConfig:
         """A copy with ``params`` applied, validated (unknown keys and bad values raise SpecError)."""
-        names = [f.name for f in fields(self)]
-        changes: dict[str, Any] = {}
-        for key, value in params.items():
-            if key not in names:
-                raise SpecError(f"{where}.{key}", f"a parameter of backbone {preset!r} "
-                                f"(accepted: {', '.join(names)})", key,
-                                hint=did_you_mean(str(key), names).strip(" ()") or None)
-            expected, ok = FIELD_RULES[key]
-            if not ok(value):
-                raise SpecError(f"{where}.{key}", expected, value)
-            if isinstance(value, list):
-                value = tuple(value)
-            elif isinstance(getattr(self, key), float):
-                value = float(value)
-            changes[key] = value
+        checked = check_params(f"backbone {preset!r}", field_params(self), params, where, defaults=False)
+        changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in checked.items()}
         config = replace(self, **changes)
         config.check(where)
         return config

@@ -19,6 +19,7 @@ variant (i-LN) multiplies them together by its σ, as the paper specifies.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -27,9 +28,11 @@ from torch import Tensor, nn
 
 from ablate.errors import SpecError
 from ablate.norms import NormVariant
+from ablate.params import param_field
 from ablate.registry import BACKBONES
 
 from ._common import (
+    POSITIVE_INT,
     BackboneConfig,
     BackbonePreset,
     Mlp,
@@ -49,10 +52,14 @@ from ._common import (
 class HATConfig(BackboneConfig):
     """SwinIR's hyperparameters plus HAT's conv branch and overlapping cross-attention."""
 
-    compress_ratio: int = 3  # CAB hidden channels = C / compress_ratio
-    squeeze_factor: int = 30  # channel-attention bottleneck = C / squeeze_factor
-    conv_scale: float = 0.01  # weight of the CAB branch inside the HAB attention branch
-    overlap_ratio: float = 0.5  # OCAB key/value window = window · (1 + overlap_ratio)
+    compress_ratio: int = param_field(3, int, "CAB hidden channels = C / compress_ratio", lo=1,
+                                      expect=POSITIVE_INT)
+    squeeze_factor: int = param_field(30, int, "channel-attention bottleneck = C / squeeze_factor", lo=1,
+                                      expect=POSITIVE_INT)
+    conv_scale: float = param_field(0.01, float, "weight of the CAB branch inside the HAB attention branch",
+                                    rule=math.isfinite, expect="a number")
+    overlap_ratio: float = param_field(0.5, float, "OCAB key/value window = window · (1 + overlap_ratio)",
+                                       lo=0, rule=math.isfinite, expect="a number ≥ 0")
 
     @property
     def overlap_window(self) -> int:

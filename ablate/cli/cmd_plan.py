@@ -25,8 +25,8 @@ def command(file: str, fmt: str) -> None:
     train./probes. fields (and data) whose values differ between cells. The id is the cell's stable
     identity: the Ray trial name and the MLflow tag ``ablate.cell``.
     """
-    from ablate.spec import load_experiment
-    from ablate.sweep import expand, plan_rows, table
+    from ablate.report import table
+    from ablate.spec import expand, load_experiment, plan_rows
 
     spec = load_experiment(file)
     cells = expand(spec)

@@ -27,7 +27,8 @@ def command(file: str, state_dir: Path, tracking_uri: str | None) -> None:
         ablate status experiments/quickstart.yaml
     """
     from ablate.norms import resolve_norm
-    from ablate.sweep import expand, table
+    from ablate.report import table
+    from ablate.spec import expand
     from ablate.track import Tracker, resolve_tracking_uri
 
     spec = load(file)

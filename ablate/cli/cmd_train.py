@@ -43,7 +43,7 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
     """
     import dataclasses
 
-    from ablate.sweep import expand
+    from ablate.spec import expand
     from ablate.train import PrintReporter, run_cell
 
     spec = load(file)
@@ -57,7 +57,7 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
     reporter: Any = PrintReporter(cell.train.steps)
     if tracking_uri:
         from ablate.norms import resolve_norm
-        from ablate.sweep import plan_rows
+        from ablate.spec import plan_rows
         from ablate.track import Tracker, cell_run_identity
 
         tracker = Tracker(tracking_uri, state_dir.resolve())

@@ -24,8 +24,7 @@ def command(files: tuple[str, ...], check_data: bool) -> None:
     Prints "ok: N cells, NAME" per valid file. An invalid file prints one line naming the file,
     the key path, what was expected and what was found; the exit status is then 2.
     """
-    from ablate.spec import load_experiment
-    from ablate.sweep import expand
+    from ablate.spec import expand, load_experiment
 
     if len(files) == 1:  # one file: errors go through the CLI group's one-line handler
         spec = load_experiment(files[0], check_data=check_data)

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ablate.errors import RegistryError, SpecError, did_you_mean
+from ablate.params import Param, check_params, split_spec
 from ablate.registry import DATASETS
-from ablate.tasks._params import Param, check_params, split_spec
 
 from ._io import read_image
 from ._prepared import TiledImage

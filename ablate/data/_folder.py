@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ablate.errors import DataError, SpecError
+from ablate.params import Param
 from ablate.registry import DATASETS
-from ablate.tasks._params import Param
 
 from ._base import Dataset, Source, file_source, pair_source
 from ._io import image_size, list_images

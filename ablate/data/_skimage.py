@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ablate.errors import DataError, SpecError, did_you_mean
+from ablate.params import Param
 from ablate.registry import DATASETS
-from ablate.tasks._params import Param
 
 from ._base import Dataset, Source
 

@@ -12,7 +12,7 @@ rezero, dyt, affine, none, and the preset i_ln (global_ln + rescale + affine emb
 from __future__ import annotations
 
 from . import _normalizers  # noqa: F401  (registers the built-ins)
-from ._base import RESIDUAL_SITES, SIGMA_SHAPES, SITES, Normalizer, NormPreset, NormVariant, check_params
+from ._base import RESIDUAL_SITES, SIGMA_SHAPES, SITES, Normalizer, NormPreset, NormVariant
 from ._resolve import resolve_norm
 
 __all__ = [
@@ -22,6 +22,5 @@ __all__ = [
     "NormPreset",
     "NormVariant",
     "Normalizer",
-    "check_params",
     "resolve_norm",
 ]

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from ablate.errors import SpecError
+from ablate.params import Param
 
 # What a normalizer's σ is computed over, hence how it broadcasts onto a (B, L, C) branch output.
 SIGMA_SHAPES = {
@@ -35,8 +36,8 @@ class Normalizer(nn.Module):
     sigma: ClassVar[str | None] = None  # a key of SIGMA_SHAPES, or None: `rescale` is then refused
     batch_dependent: ClassVar[bool] = False  # output for one sample depends on the rest of the batch
     train_eval_differ: ClassVar[bool] = False  # eval mode computes something other than train mode
-    # accepted constructor parameters: name -> (type or tuple of allowed values, default)
-    params: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    # accepted constructor parameters (keyword arguments of __init__, same defaults)
+    PARAMS: ClassVar[dict[str, Param]] = {}
 
     def __init__(self, dim: int, *, rescale: bool = False) -> None:
         super().__init__()
@@ -127,28 +128,3 @@ class NormVariant:
             **{f"param.{k}": v for k, v in self.params.items()},
             **{f"site.{s}": c.__name__ for s, (c, _) in self.sites.items()},
         }
-
-
-def check_params(cls: type[Normalizer], params: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Validate ``params`` against ``cls.params``; return them with defaults filled in."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if key not in cls.params:
-            allowed = ", ".join(cls.params) or "none"
-            raise SpecError(f"{where}.{key}", f"a parameter of {cls.__name__} (accepted: {allowed})", value)
-        spec, _ = cls.params[key]
-        if isinstance(spec, tuple):
-            if value not in spec:
-                raise SpecError(f"{where}.{key}", f"one of {', '.join(map(str, spec))}", value)
-        elif spec is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SpecError(f"{where}.{key}", "a number", value)
-            value = float(value)
-        elif spec is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise SpecError(f"{where}.{key}", "an integer", value)
-        elif spec is bool:
-            if not isinstance(value, bool):
-                raise SpecError(f"{where}.{key}", "true or false", value)
-        out[key] = value
-    return out

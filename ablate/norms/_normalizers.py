@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ablate.errors import SpecError
+from ablate.params import Param
 from ablate.registry import NORMS
 
 from ._base import Normalizer
@@ -54,7 +55,7 @@ class TokenLayerNorm(Normalizer):
     """Per-token LayerNorm over C (the standard transformer LN); σ per token."""
 
     sigma = "token"
-    params = {"eps": (float, 1e-5)}
+    PARAMS = {"eps": Param(1e-5, float, "added to the variance")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5) -> None:
         super().__init__(dim, rescale=rescale)
@@ -122,7 +123,7 @@ class GlobalLayerNorm(Normalizer):
     """
 
     sigma = "sample"
-    params = {"eps": (float, 1e-4)}
+    PARAMS = {"eps": Param(1e-4, float, "added to the variance")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-4) -> None:
         super().__init__(dim, rescale=rescale)
@@ -141,7 +142,7 @@ class RMSNorm(Normalizer):
     """RMSNorm per token over C (no centering); σ = the token's RMS."""
 
     sigma = "token"
-    params = {"eps": (float, 1e-6)}
+    PARAMS = {"eps": Param(1e-6, float, "added to the mean square")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-6) -> None:
         super().__init__(dim, rescale=rescale)
@@ -167,7 +168,11 @@ class BatchNorm(Normalizer):
     train_eval_differ = True
     running_mean: Tensor  # buffers, typed for mypy (nn.Module.__getattr__ says Tensor | Module)
     running_var: Tensor
-    params = {"eps": (float, 1e-5), "momentum": (float, 0.1), "eval_stats": (("running", "batch"), "running")}
+    PARAMS = {
+        "eps": Param(1e-5, float, "added to the variance"),
+        "momentum": Param(0.1, float, "running-statistics update rate"),
+        "eval_stats": Param("running", str, "statistics used in eval mode", choices=("running", "batch")),
+    }
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5, momentum: float = 0.1,
                  eval_stats: str = "running") -> None:
@@ -203,7 +208,7 @@ class InstanceNorm(Normalizer):
     """InstanceNorm: per image and channel over H·W; σ of shape (B, 1, C)."""
 
     sigma = "sample_channel"
-    params = {"eps": (float, 1e-5)}
+    PARAMS = {"eps": Param(1e-5, float, "added to the variance")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5) -> None:
         super().__init__(dim, rescale=rescale)
@@ -225,7 +230,7 @@ class GroupNorm(Normalizer):
     """GroupNorm: per image and group of channels over H·W·(C/G); σ broadcast per channel (B, 1, C)."""
 
     sigma = "sample_channel"
-    params = {"eps": (float, 1e-5), "groups": (int, 4)}
+    PARAMS = {"eps": Param(1e-5, float, "added to the variance"), "groups": Param(4, int, "channel groups")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5, groups: int = 4) -> None:
         super().__init__(dim, rescale=rescale)
@@ -252,7 +257,7 @@ class GroupNorm(Normalizer):
 class DynamicTanh(Normalizer):
     """Dynamic Tanh: γ·tanh(αx) + β with a learnable scalar α; normalizes by no statistic."""
 
-    params = {"alpha": (float, 0.5)}
+    PARAMS = {"alpha": Param(0.5, float, "initial α (tanh input scale)")}
 
     def __init__(self, dim: int, *, rescale: bool = False, alpha: float = 0.5) -> None:
         super().__init__(dim, rescale=rescale)
@@ -289,7 +294,7 @@ class Identity(Normalizer):
 class LayerScale(TokenLayerNorm):
     """Per-token LN plus LayerScale: each residual branch multiplied by a learnable per-channel γ (init 1e-4)."""
 
-    params = {"eps": (float, 1e-5), "init": (float, 1e-4)}
+    PARAMS = {"eps": Param(1e-5, float, "added to the variance"), "init": Param(1e-4, float, "initial per-channel branch gate γ")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5, init: float = 1e-4) -> None:
         super().__init__(dim, rescale=rescale, eps=eps)
@@ -307,7 +312,7 @@ class LayerScale(TokenLayerNorm):
 class ReZero(Normalizer):
     """ReZero: no normalization; each residual branch multiplied by a learnable scalar α initialised to 0."""
 
-    params = {"init": (float, 0.0)}
+    PARAMS = {"init": Param(0.0, float, "initial branch gate α")}
 
     def __init__(self, dim: int, *, rescale: bool = False, init: float = 0.0) -> None:
         super().__init__(dim, rescale=rescale)

@@ -4,9 +4,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ablate.errors import RegistryError, SpecError
+from ablate.params import check_params, split_spec
 from ablate.registry import NORMS
 
-from ._base import SITES, Normalizer, NormPreset, NormVariant, check_params
+from ._base import SITES, Normalizer, NormPreset, NormVariant
 
 NORMS.add(
     "i_ln",
@@ -38,16 +39,7 @@ def resolve_norm(spec: str | Mapping[str, Any], rescale: bool | None = None, *,
     ``rescale`` (the grid axis) overrides the mapping's own ``rescale``; None keeps the default
     (the preset's, or false). Raises :class:`SpecError` naming the key path on any bad value.
     """
-    if isinstance(spec, str):
-        name, params = spec, {}
-    elif isinstance(spec, Mapping):
-        if "name" not in spec or not isinstance(spec["name"], str):
-            raise SpecError(f"{where}.name", "a norm name", spec.get("name"))
-        params = {k: v for k, v in spec.items() if k != "name"}
-        name = spec["name"]
-    else:
-        raise SpecError(where, "a norm name or a mapping with 'name'", spec)
-
+    name, params = split_spec(spec, where, "norm")
     own_rescale = params.pop("rescale", None)
     if own_rescale is not None and not isinstance(own_rescale, bool):
         raise SpecError(f"{where}.rescale", "true or false", own_rescale)
@@ -56,26 +48,14 @@ def resolve_norm(spec: str | Mapping[str, Any], rescale: bool | None = None, *,
     sites_override = params.pop("sites", {})
     if not isinstance(sites_override, Mapping):
         raise SpecError(f"{where}.sites", "a mapping of site -> norm name", sites_override)
+    asked = rescale if rescale is not None else own_rescale
 
     obj = _normalizer_class(name, f"{where}.name" if isinstance(spec, Mapping) else where)
-    sites: dict[str, str] = {}
     if isinstance(obj, NormPreset):
-        preset = obj
-        base = _normalizer_class(preset.normalizer, f"{where} (preset {name})")
-        assert not isinstance(base, NormPreset)
-        cls = base
-        merged = {**preset.params, **params}
-        want = preset.rescale if rescale is None and own_rescale is None else bool(
-            rescale if rescale is not None else own_rescale)
-        if want != preset.rescale:
-            raise SpecError("rescale", f"{str(preset.rescale).lower()} for preset {name!r}, which fixes it",
-                            want, hint=f"use {preset.normalizer!r} to choose rescale freely")
-        sites.update(preset.sites)
+        cls, merged, want, sites = _apply_preset(obj, name, params, asked, where)
     else:
-        cls = obj
-        merged = params
-        want = bool(rescale if rescale is not None else (own_rescale or False))
-    checked = check_params(cls, merged, where)
+        cls, merged, want, sites = obj, params, bool(asked or False), {}
+    checked = check_params(cls.__name__, cls.PARAMS, merged, where, defaults=False)
     if want and cls.sigma is None:
         raise SpecError("rescale", f"false for norm {name!r}: it divides by no σ, so there is nothing to "
                         "rescale by", True)
@@ -83,11 +63,28 @@ def resolve_norm(spec: str | Mapping[str, Any], rescale: bool | None = None, *,
         if site not in SITES:
             raise SpecError(f"{where}.sites.{site}", f"a site name ({', '.join(SITES)})", site)
         sites[site] = key
-    site_classes: dict[str, tuple[type[Normalizer], Mapping[str, Any]]] = {}
+    label = name if isinstance(obj, NormPreset) or not want else f"{name}+rescale"
+    return NormVariant(label, cls, want, checked, _site_classes(sites, where))
+
+
+def _apply_preset(preset: NormPreset, name: str, params: Mapping[str, Any], asked: bool | None,
+                  where: str) -> tuple[type[Normalizer], dict[str, Any], bool, dict[str, str]]:
+    """(normalizer class, merged params, rescale flag, site overrides) of a preset; a preset fixes
+    its rescale flag, so asking for the other value is an error."""
+    base = _normalizer_class(preset.normalizer, f"{where} (preset {name})")
+    assert not isinstance(base, NormPreset)
+    want = preset.rescale if asked is None else bool(asked)
+    if want != preset.rescale:
+        raise SpecError("rescale", f"{str(preset.rescale).lower()} for preset {name!r}, which fixes it",
+                        want, hint=f"use {preset.normalizer!r} to choose rescale freely")
+    return base, {**preset.params, **params}, want, dict(preset.sites)
+
+
+def _site_classes(sites: Mapping[str, str], where: str) -> dict[str, tuple[type[Normalizer], Mapping[str, Any]]]:
+    out: dict[str, tuple[type[Normalizer], Mapping[str, Any]]] = {}
     for site, key in sites.items():
         sc = _normalizer_class(key, f"{where}.sites.{site}")
         if isinstance(sc, NormPreset):
             raise SpecError(f"{where}.sites.{site}", "a normalizer, not a preset", key)
-        site_classes[site] = (sc, {})
-    label = name if isinstance(obj, NormPreset) or not want else f"{name}+rescale"
-    return NormVariant(label, cls, want, checked, site_classes)
+        out[site] = (sc, {})
+    return out

@@ -1,13 +1,26 @@
+"""The cell types: a component, the train/probes settings, and :class:`CellSpec`, one cell's identity.
+
+    from ablate.spec import CellSpec, Component
+    cell = CellSpec(norm=Component("token_ln"), rescale=False, backbone=Component("swinir-tiny"),
+                    task=Component("sr-x2"), seed=0)
+    print(cell.id, cell.flat_params()["train.optimizer.lr"])
+
+The YAML rules of each train/probes field (choices, ranges, nullability) are its dataclass field
+metadata, read by :func:`ablate.spec.build_dataclass`; docs/schema.md lists them.
+"""
+
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ablate.errors import SpecError
+
+from ._fields import build_dataclass
 
 
 def _freeze(value: Any) -> Any:
@@ -58,48 +71,63 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+# Each field's YAML rules are its metadata (read by build_dataclass): choices, positive,
+# non_negative, nullable (with kind, the type when the default is None), check.
 @dataclass(frozen=True)
 class OptimizerSpec:
-    name: str = "adam"  # adam | adamw
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.9, 0.99)  # the IR recipe's betas
-    weight_decay: float = 0.0
+    name: str = field(default="adam", metadata={"choices": ("adam", "adamw")})
+    lr: float = field(default=2e-4, metadata={"positive": True})
+    betas: tuple[float, float] = field(  # the IR recipe's betas
+        default=(0.9, 0.99),
+        metadata={"check": (lambda b: len(b) == 2 and all(0 <= v < 1 for v in b), "two numbers in [0, 1)")})
+    weight_decay: float = field(default=0.0, metadata={"non_negative": True})
 
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    name: str = "constant"  # constant | multistep | cosine
-    warmup: int = 0  # linear warmup steps
+    name: str = field(default="constant", metadata={"choices": ("constant", "multistep", "cosine")})
+    warmup: int = field(default=0, metadata={"non_negative": True})  # linear warmup steps
     milestones: tuple[float, ...] = (0.5, 0.75)  # multistep: fractions of train.steps (or step counts ≥ 1)
     gamma: float = 0.5  # multistep decay factor
     min_lr: float = 0.0  # cosine floor, as a fraction of the base lr
 
 
+def _device(name: str) -> bool:
+    return name in ("auto", "cpu", "cuda") or name.startswith("cuda:")
+
+
 @dataclass(frozen=True)
 class TrainSpec:
-    steps: int = 300
-    batch_size: int = 4
-    patch_size: int = 48  # HR (ground-truth) patch side in pixels
+    steps: int = field(default=300, metadata={"positive": True})
+    batch_size: int = field(default=4, metadata={"positive": True})
+    patch_size: int = field(default=48, metadata={"positive": True})  # HR (ground-truth) patch side in pixels
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
-    loss: str = "l1"  # l1 | charbonnier | mse
-    ema: float = 0.0  # EMA decay (0.999 in the paper's recipe); 0 turns EMA off
-    grad_clip: float | None = None  # max global grad norm; None = off
-    amp: str = "none"  # none | bf16 (autocast for the forward pass)
-    eval_every: int = 100
-    checkpoint_every: int = 0  # 0: only at the end (and when a trial is paused)
-    max_msq: float = 1e12  # divergence guard: probe msq above this stops the cell (status diverged)
+    loss: str = field(default="l1", metadata={"choices": ("l1", "charbonnier", "mse")})
+    # EMA decay (0.999 in the paper's recipe); 0 turns EMA off
+    ema: float = field(default=0.0, metadata={"non_negative": True, "check": (lambda v: v < 1, "a decay in [0, 1)")})
+    grad_clip: float | None = field(  # max global grad norm; None = off
+        default=None, metadata={"kind": float, "nullable": True,
+                                "check": (lambda v: v is None or v > 0, "a positive max norm or null")})
+    # autocast for the forward pass
+    amp: str = field(default="none", metadata={"choices": ("none", "bf16")})
+    eval_every: int = field(default=100, metadata={"positive": True})
+    # 0: only at the end (and when a trial is paused)
+    checkpoint_every: int = field(default=0, metadata={"non_negative": True})
+    # divergence guard: probe msq above this stops the cell (status diverged)
+    max_msq: float = field(default=1e12, metadata={"positive": True})
     lowprec_eval: bool = True  # evaluate the final model in float16 and bfloat16 too
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    val_size: int = 96  # validation: centre crops of this HR side (0 = whole images)
+    device: str = field(default="auto", metadata={"check": (_device, "auto, cpu, cuda or cuda:N")})
+    # validation: centre crops of this HR side (0 = whole images)
+    val_size: int = field(default=96, metadata={"non_negative": True})
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    every: int = 50  # probe steps; 0 turns probes off
-    batch: int = 2  # images in the fixed probe batch
-    patch_size: int = 64  # HR side of each probe image crop
+    every: int = field(default=50, metadata={"non_negative": True})  # probe steps; 0 turns probes off
+    batch: int = field(default=2, metadata={"positive": True})  # images in the fixed probe batch
+    patch_size: int = field(default=64, metadata={"positive": True})  # HR side of each probe image crop
 
 
 @dataclass(frozen=True)
@@ -177,101 +205,3 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[path] = value
     return out
-
-
-def build_dataclass(cls: Any, raw: Any, where: str) -> Any:
-    """Build a (nested) spec dataclass from a mapping, checking keys and types; SpecError on error."""
-    if isinstance(raw, cls):
-        return raw
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise SpecError(where, f"a mapping of {cls.__name__} fields", raw)
-    known = {f.name: f for f in fields(cls)}
-    kwargs: dict[str, Any] = {}
-    defaults = cls()
-    for key, value in raw.items():
-        if key not in known:
-            from ablate.errors import did_you_mean
-
-            raise SpecError(f"{where}.{key}", f"one of {', '.join(known)}", key,
-                            hint=did_you_mean(str(key), known).strip(" ()") or None)
-        default = getattr(defaults, key)
-        path = f"{where}.{key}"
-        if hasattr(default, "__dataclass_fields__"):
-            kwargs[key] = build_dataclass(type(default), value, path)
-        else:
-            kwargs[key] = _coerce(value, default, path, cls, key)
-    obj = cls(**kwargs)
-    _validate(obj, where)
-    return obj
-
-
-def _coerce(value: Any, default: Any, path: str, cls: Any, key: str) -> Any:
-    if key == "grad_clip":
-        if value is None:
-            return None
-        default = 1.0
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise SpecError(path, "true or false", value)
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(path, "an integer", value)
-        return value
-    if isinstance(default, float):
-        if isinstance(value, str):
-            try:
-                value = float(value)  # YAML reads "2e-4" (no dot) as a string
-            except ValueError:
-                raise SpecError(path, "a number", value) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(path, "a number", value)
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise SpecError(path, "a string", value)
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            raise SpecError(path, "a list of numbers", value)
-        return tuple(float(v) for v in value)
-    return value
-
-
-_CHOICES = {
-    ("OptimizerSpec", "name"): ("adam", "adamw"),
-    ("ScheduleSpec", "name"): ("constant", "multistep", "cosine"),
-    ("TrainSpec", "loss"): ("l1", "charbonnier", "mse"),
-    ("TrainSpec", "amp"): ("none", "bf16"),
-}
-_POSITIVE = {("TrainSpec", "steps"), ("TrainSpec", "batch_size"), ("TrainSpec", "patch_size"),
-             ("TrainSpec", "eval_every"), ("OptimizerSpec", "lr"), ("ProbeSpec", "batch"),
-             ("ProbeSpec", "patch_size"), ("TrainSpec", "max_msq")}
-_NON_NEGATIVE = {("ProbeSpec", "every"), ("TrainSpec", "checkpoint_every"), ("TrainSpec", "ema"),
-                 ("ScheduleSpec", "warmup"), ("TrainSpec", "val_size"), ("OptimizerSpec", "weight_decay")}
-
-
-def _validate(obj: Any, where: str) -> None:
-    name = type(obj).__name__
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        path = f"{where}.{f.name}"
-        if (name, f.name) in _CHOICES and value not in _CHOICES[(name, f.name)]:
-            raise SpecError(path, f"one of {', '.join(_CHOICES[(name, f.name)])}", value)
-        if (name, f.name) in _POSITIVE and not value > 0:
-            raise SpecError(path, "a positive number", value)
-        if (name, f.name) in _NON_NEGATIVE and value < 0:
-            raise SpecError(path, "a number ≥ 0", value)
-    if name == "TrainSpec":
-        if obj.ema >= 1:
-            raise SpecError(f"{where}.ema", "a decay in [0, 1)", obj.ema)
-        if obj.grad_clip is not None and obj.grad_clip <= 0:
-            raise SpecError(f"{where}.grad_clip", "a positive max norm or null", obj.grad_clip)
-        dev = obj.device
-        if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
-            raise SpecError(f"{where}.device", "auto, cpu, cuda or cuda:N", dev)
-    if name == "OptimizerSpec" and (len(obj.betas) != 2 or not all(0 <= b < 1 for b in obj.betas)):
-        raise SpecError(f"{where}.betas", "two numbers in [0, 1)", list(obj.betas))

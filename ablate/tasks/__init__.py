@@ -23,7 +23,6 @@ from ._base import Task, TaskPreset, resolve_task
 from ._blur import DeblurTask, convolve, gaussian_kernel, motion_kernel, symmetric_pad
 from ._jpeg import JPEGTask, jpeg_roundtrip
 from ._noise import DenoiseTask
-from ._params import Param, check_params
 from ._rain import DerainTask
 from ._resize import imresize, resize_weights
 from ._sr import SRTask
@@ -37,11 +36,9 @@ __all__ = [
     "DenoiseTask",
     "DerainTask",
     "JPEGTask",
-    "Param",
     "SRTask",
     "Task",
     "TaskPreset",
-    "check_params",
     "convolve",
     "gaussian_kernel",
     "imresize",

@@ -5,8 +5,9 @@
     lq = task.degrade(task.mod_crop(gt), seed=0)           # gt: (3, H, W) float32 in [0, 1]
 
 A task is a degradation plus its metric protocol (which channel PSNR/SSIM use, how many border
-pixels they ignore). Third-party tasks subclass :class:`Task`, declare ``PARAMS`` and implement
-``_degrade``; they register through the ``ablate.tasks`` entry-point group.
+pixels they ignore). Third-party tasks subclass :class:`Task`, declare ``PARAMS`` (name →
+:class:`ablate.params.Param`) and implement ``_degrade``; they register through the ``ablate.tasks``
+entry-point group.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import torch
 from torch import Tensor
 
 from ablate.errors import RegistryError, SpecError, did_you_mean
+from ablate.params import Param, check_params, split_spec
 from ablate.registry import TASKS
-
-from ._params import Param, check_params, split_spec
 
 
 class Task:

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ablate.errors import SpecError
+from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task, TaskPreset
-from ._params import Param
 
 
 def mirror_index(n: int, before: int, after: int) -> np.ndarray:

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task, TaskPreset
-from ._params import Param
 
 # Pillow's `subsampling` codes
 _SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}

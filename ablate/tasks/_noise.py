@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task, TaskPreset
-from ._params import Param
 
 
 @TASKS.register("dn")

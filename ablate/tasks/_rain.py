@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task
 from ._blur import convolve, gaussian_kernel
-from ._params import Param
 
 
 def streak_kernel(length: float, angle_deg: float) -> np.ndarray:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task, TaskPreset
-from ._params import Param
 from ._resize import imresize
 
 

@@ -21,9 +21,9 @@ from ablate.norms import (
     SITES,
     Normalizer,
     NormVariant,
-    check_params,
     resolve_norm,
 )
+from ablate.params import Param, check_params
 
 NormLike = str | Mapping[str, Any] | NormVariant | type[Normalizer]
 
@@ -100,7 +100,7 @@ def _as_variant(norm: NormLike, rescale: bool | None, params: Mapping[str, Any] 
         if rescale and cls.sigma is None:
             _check_refused(lambda: cls(dim, rescale=True), cls.__name__)
             return None
-        checked = check_params(cls, dict(params or {}), "params")
+        checked = check_params(cls.__name__, cls.PARAMS, dict(params or {}), "params", defaults=False)
         return NormVariant(cls.__name__, cls, bool(rescale), checked, {})
     if isinstance(norm, NormVariant):
         if params:
@@ -146,14 +146,13 @@ def _check_class(cls: type[Normalizer], dim: int, name: str) -> None:
            f"{where}: sigma = {cls.sigma!r}, expected None or one of {', '.join(SIGMA_SHAPES)}")
     for attr in ("batch_dependent", "train_eval_differ"):
         _check(isinstance(getattr(cls, attr), bool), f"{where}: {attr} must be a bool")
-    _check(isinstance(cls.params, dict), f"{where}: params must be a dict name -> (type or choices, default)")
+    _check(isinstance(cls.PARAMS, dict), f"{where}: PARAMS must be a dict name -> ablate.params.Param")
     defaults: dict[str, Any] = {}
-    for key, decl in cls.params.items():
-        _check(isinstance(decl, tuple) and len(decl) == 2,
-               f"{where}: params[{key!r}] must be (type or tuple of choices, default), got {decl!r}")
-        defaults[key] = decl[1]
+    for key, decl in cls.PARAMS.items():
+        _check(isinstance(decl, Param), f"{where}: PARAMS[{key!r}] must be an ablate.params.Param, got {decl!r}")
+        defaults[key] = decl.default
     try:  # the declared defaults must pass the declared validation and be accepted by the constructor
-        cls(dim, **check_params(cls, defaults, f"{cls.__name__}.params"))
+        cls(dim, **check_params(cls.__name__, cls.PARAMS, defaults, f"{cls.__name__}.PARAMS"))
     except Exception as err:
         raise AssertionError(f"{where}: cannot be built with its declared parameter defaults "
                              f"{defaults}: {type(err).__name__}: {err}") from err

@@ -98,7 +98,7 @@ def trial_resources(spec: ExperimentSpec, opts: SweepOptions) -> tuple[float, fl
 def prepare(spec: ExperimentSpec, opts: SweepOptions) -> Setup:
     """The output stream, the state folder (created), the expanded cells, the MLflow tracker and the
     experiment's checkpoint folder."""
-    from ablate.sweep import expand
+    from ablate.spec import expand
     from ablate.track import Tracker, resolve_tracking_uri
 
     state_dir = Path(opts.state_dir).resolve()

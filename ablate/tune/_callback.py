@@ -187,7 +187,7 @@ class SweepCallback(tune.Callback):
         if not self.rows:
             return
         self._last_print = time.perf_counter()
-        from ablate.sweep import table
+        from ablate.report import table
 
         rows = []
         for cell_id, r in self.rows.items():

@@ -28,7 +28,7 @@ _TAGS = {"ablate.search": "optuna"}
 
 def run_search(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSummary:
     """One Optuna study per base cell of the grid, on Ray Tune, every trial logged to MLflow as a cell."""
-    from ablate.sweep import plan_rows
+    from ablate.spec import plan_rows
 
     from ._callback import SweepCallback
 

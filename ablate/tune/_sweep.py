@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSummary:
     """Run every cell of an experiment (skipping finished ones) as Ray Tune trials, logged to MLflow."""
-    from ablate.sweep import plan_rows
+    from ablate.spec import plan_rows
 
     from ._callback import SweepCallback
 

@@ -28,8 +28,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ablate.cli import main
-from ablate.spec import load_experiment
-from ablate.sweep import expand
+from ablate.spec import expand, load_experiment
 
 NAME = "cli-mixed"
 CELLS = """\

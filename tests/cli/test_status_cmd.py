@@ -16,8 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from ablate.cli import main
-from ablate.spec import load_experiment
-from ablate.sweep import expand
+from ablate.spec import expand, load_experiment
 
 NAME = "status-demo"
 CELLS = """\

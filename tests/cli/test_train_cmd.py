@@ -16,8 +16,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from ablate.cli import main
-from ablate.spec import load_experiment
-from ablate.sweep import expand
+from ablate.spec import expand, load_experiment
 
 CELL = """\
 backbone: {name: swinir-tiny, embed_dim: 16, depths: [1, 1], num_heads: 2, window_size: 4}

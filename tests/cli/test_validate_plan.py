@@ -9,8 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from ablate.cli import main
-from ablate.spec import load_experiment
-from ablate.sweep import expand
+from ablate.spec import expand, load_experiment
 
 DATA = Path(__file__).parents[1] / "spec" / "data"
 

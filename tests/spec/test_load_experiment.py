@@ -290,16 +290,9 @@ def test_errors_are_ablate_errors_for_the_cli() -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# the other subpackages' checks (skipped where the subpackage is not in this tree yet)
+# the other subpackages' checks
 # ------------------------------------------------------------------------------------------
-def _needs(module: str, attr: str) -> None:
-    mod = pytest.importorskip(module)
-    if not hasattr(mod, attr):
-        pytest.skip(f"{module}.{attr} is not available yet")
-
-
 def test_unknown_backbone_and_bad_backbone_parameter(tmp_path: Path) -> None:
-    _needs("ablate.backbones", "validate_backbone")
     err = _error(tmp_path, "name: t\nnorm: token_ln\ntask: sr-x2\ngrid: {backbone: [swinir-tiny, swinir-tyni]}\n")
     assert err.path == "grid.backbone[1]" and "did you mean 'swinir-tiny'?" in str(err)
     err = _error(tmp_path, "name: t\nnorm: token_ln\ntask: sr-x2\n"
@@ -308,19 +301,16 @@ def test_unknown_backbone_and_bad_backbone_parameter(tmp_path: Path) -> None:
 
 
 def test_unknown_task_suggests_the_closest(tmp_path: Path) -> None:
-    _needs("ablate.tasks", "resolve_task")
     err = _error(tmp_path, "name: t\nnorm: token_ln\nbackbone: swinir-tiny\ngrid: {task: [sr-x2, sx-x2]}\n")
     assert err.path.startswith("grid.task[1]") and "sr-x2" in str(err)
 
 
 def test_unknown_dataset_suggests_the_closest(tmp_path: Path) -> None:
-    _needs("ablate.data", "resolve_dataset")
     err = _error(tmp_path, "name: t\nnorm: token_ln\nbackbone: swinir-tiny\ntask: sr-x2\ndata: skimgae\n")
     assert err.path.startswith("data") and "skimage" in str(err)
 
 
 def test_missing_data_folder_names_the_file(tmp_path: Path) -> None:
-    _needs("ablate.data", "resolve_dataset")
     from ablate.errors import DataError
 
     path = _write(tmp_path, "name: t\nnorm: token_ln\nbackbone: swinir-tiny\ntask: sr-x2\n"

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("ablate.backbones")
-
-from ablate.registry import BACKBONES  # noqa: E402
-from ablate.testing import check_backbone  # noqa: E402
+from ablate.registry import BACKBONES
+from ablate.testing import check_backbone
 
 # A shallower stack for the large presets; two groups keep per-group indexing (heads, …) covered.
 SHALLOW = {"depths": [2, 2]}

@@ -15,12 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-pytest.importorskip("ablate.backbones")
-
-from ablate.norms import NormVariant  # noqa: E402
-from ablate.norms._normalizers import TokenLayerNorm  # noqa: E402
-from ablate.registry import BACKBONES  # noqa: E402
-from ablate.testing import check_backbone  # noqa: E402
+from ablate.norms import NormVariant
+from ablate.norms._normalizers import TokenLayerNorm
+from ablate.registry import BACKBONES
+from ablate.testing import check_backbone
 
 KEY = "toy-test-backbone"
 

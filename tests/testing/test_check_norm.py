@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ablate.norms import Normalizer, resolve_norm
 from ablate.norms._normalizers import GlobalLayerNorm, TokenLayerNorm
+from ablate.params import Param
 from ablate.testing import check_norm
 
 
@@ -123,7 +124,7 @@ class GateEverywhere(SampleNorm):
 
 
 class BadDefault(SampleNorm):
-    params = {"momentum": (float, "fast")}
+    PARAMS = {"momentum": Param("fast", float)}
 
 
 class BadSigmaKind(SampleNorm):

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ablate.spec import CellSpec, Component, load_experiment
-from ablate.sweep import expand
+from ablate.spec import CellSpec, Component, expand, load_experiment
 from ablate.track import cell_run_identity, cell_run_name
 
 CELL = """\

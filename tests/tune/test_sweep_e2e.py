@@ -20,8 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ablate.spec import load_experiment
-from ablate.sweep import expand
+from ablate.spec import expand, load_experiment
 from ablate.tune import SweepOptions, SweepSummary, run_sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session", "no_tracking_env")]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ablate.norms import Normalizer
+from ablate.params import Param
 
 
 class ScaleNorm(Normalizer):
@@ -23,7 +24,7 @@ class ScaleNorm(Normalizer):
     """
 
     sigma = "token"
-    params = {"eps": (float, 1e-5)}
+    PARAMS = {"eps": Param(1e-5, float, "floor of the token norm (a zero token maps to zero)")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5) -> None:
         super().__init__(dim, rescale=rescale)

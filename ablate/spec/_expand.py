@@ -1,7 +1,13 @@
-"""Grid expansion and plan rows.
+"""Pure grid expansion: an :class:`ExperimentSpec` → the list of cells it names, and plan rows.
 
-    from ablate.sweep import expand
-    cells = expand(spec)            # [CellSpec, ...] in grid order, then includes; ids unique
+    from ablate.report import table
+    from ablate.spec import expand, load_experiment, plan_rows
+    cells = expand(load_experiment("experiments/quickstart.yaml"))   # grid order, then includes
+    print(table(plan_rows(cells)))
+
+No Ray, no MLflow, no model is built: expansion only resolves names, so it is cheap enough to run
+on every ``ablate validate`` and testable without a cluster. A cell's identity is ``CellSpec.id``.
+The include/exclude semantics are documented in docs/schema.md.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ablate.errors import SpecError
-from ablate.spec import CellSpec, Component, ExperimentSpec
-from ablate.spec._load import _checker, _jsonable, _relocate, apply_overrides
+
+from ._axes import CORE_AXES, apply_overrides, dotted_value
+from ._components import relocate, resolver
+from ._experiment import ExperimentSpec, jsonable
+from ._types import CellSpec, Component
 
 PLAN_COLUMNS = ("id", "norm", "rescale", "backbone", "task", "seed")
-_CORE = ("norm", "rescale", "backbone", "task", "seed", "data")
 
 
 def expand(spec: ExperimentSpec) -> list[CellSpec]:
@@ -32,40 +40,18 @@ def expand(spec: ExperimentSpec) -> list[CellSpec]:
         raise (err.with_context(file=spec.file) if spec.file and not err.file else err) from None
 
 
+# (key path the cell comes from, axis -> value, grid axes an include entry left free)
+_Combo = tuple[str, dict[str, Any], tuple[str, ...]]
+
+
 def _expand(spec: ExperimentSpec) -> list[CellSpec]:
-    # (key path the cell comes from, axis -> value, grid axes an include entry left free)
-    combos: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
-    if spec.grid:
-        names = [axis for axis, _ in spec.grid]
-        hits = [0] * len(spec.exclude)
-        for values in itertools.product(*(vals for _, vals in spec.grid)):
-            combo = dict(zip(names, values))
-            dropped = False
-            for i, entry in enumerate(spec.exclude):
-                if all(_matches(axis, want, _effective(spec, combo, axis)) for axis, want in entry):
-                    hits[i] += 1
-                    dropped = True
-            if not dropped:
-                combos.append(("grid", combo, ()))
-        for i, n in enumerate(hits):
-            if n == 0:
-                raise SpecError(f"exclude[{i}]", "an entry that matches at least one grid cell",
-                                _show(spec.exclude[i]), hint="check its values against the grid's")
-        if not combos and not spec.include:
-            raise SpecError("exclude", "to leave at least one grid cell", None,
-                            hint="every grid cell is excluded")
-    elif spec.exclude:
-        raise SpecError("exclude", "a grid to exclude from (exclude filters grid cells only)", None,
-                        hint="add a grid or remove exclude")
-    elif not spec.include:
-        combos.append(("", {}, ()))  # no grid: the top-level values are the one cell
+    combos = _grid_combos(spec)
     for i, entry in enumerate(spec.include):
         given = dict(entry)
         open_axes = [(axis, vals) for axis, vals in spec.grid if axis not in given]
         open_names = tuple(axis for axis, _ in open_axes)
         for values in itertools.product(*(vals for _, vals in open_axes)):
             combos.append((f"include[{i}]", {**dict(zip(open_names, values)), **given}, open_names))
-
     builder = _Builder(spec)
     cells: list[CellSpec] = []
     seen: set[str] = set()
@@ -76,6 +62,34 @@ def _expand(spec: ExperimentSpec) -> list[CellSpec]:
             seen.add(cid)
             cells.append(cell)
     return cells
+
+
+def _grid_combos(spec: ExperimentSpec) -> list[_Combo]:
+    """The grid's cells minus the excluded ones (each exclude entry must drop at least one)."""
+    if not spec.grid:
+        if spec.exclude:
+            raise SpecError("exclude", "a grid to exclude from (exclude filters grid cells only)", None,
+                            hint="add a grid or remove exclude")
+        return [] if spec.include else [("", {}, ())]  # no grid: the top-level values are the one cell
+    combos: list[_Combo] = []
+    names = [axis for axis, _ in spec.grid]
+    hits = [0] * len(spec.exclude)
+    for values in itertools.product(*(vals for _, vals in spec.grid)):
+        combo = dict(zip(names, values))
+        dropped = False
+        for i, entry in enumerate(spec.exclude):
+            if all(_matches(axis, want, _effective(spec, combo, axis)) for axis, want in entry):
+                hits[i] += 1
+                dropped = True
+        if not dropped:
+            combos.append(("grid", combo, ()))
+    for i, n in enumerate(hits):
+        if n == 0:
+            raise SpecError(f"exclude[{i}]", "an entry that matches at least one grid cell",
+                            _show(spec.exclude[i]), hint="check its values against the grid's")
+    if not combos and not spec.include:
+        raise SpecError("exclude", "to leave at least one grid cell", None, hint="every grid cell is excluded")
+    return combos
 
 
 def _effective(spec: ExperimentSpec, cell: Mapping[str, Any], axis: str) -> Any:
@@ -91,10 +105,7 @@ def _effective(spec: ExperimentSpec, cell: Mapping[str, Any], axis: str) -> Any:
         return 0
     if axis in ("norm", "backbone", "task", "rescale"):
         return None
-    obj: Any = spec.train if axis.startswith("train.") else spec.probes
-    for key in axis.split(".")[1:]:
-        obj = getattr(obj, key)
-    return obj
+    return dotted_value(spec.train, spec.probes, axis)
 
 
 def _matches(axis: str, want: Any, got: Any) -> bool:
@@ -135,7 +146,7 @@ class _Builder:
                 raise SpecError(at, f"a {axis} for every cell: a top-level `{axis}:`, a grid.{axis} axis "
                                 f"or one in each include entry", None)
         norm, rescale = self.norm(values["norm"], values.get("rescale"), where, free)
-        dotted = tuple(sorted((k, v) for k, v in values.items() if k not in _CORE))
+        dotted = tuple(sorted((k, v) for k, v in values.items() if k not in CORE_AXES))
         train, probes = self.overrides(dotted, where)
         return CellSpec(
             norm=norm,
@@ -159,16 +170,12 @@ class _Builder:
         own = params.pop("rescale", None)
         comp = Component(norm.name, tuple((k, v) for k, v in norm.params if k != "rescale"))
         want = rescale if rescale is not None else own
-        resolve = _checker("norm")
-        if resolve is None:  # the norms subpackage is absent (partial tree): keep what was written
-            out = (comp, want)
-        else:
-            try:
-                out = (comp, resolve(comp.to_config(), want, where="norm").rescale)
-            except SpecError as err:
-                if err.path != "rescale":
-                    raise _relocate(err, where or "norm", "norm") from None
-                raise self._combination_error(comp, want, err, where, free) from None
+        try:
+            out = (comp, resolver("norm")(comp.to_config(), want, where="norm").rescale)
+        except SpecError as err:
+            if err.path != "rescale":
+                raise relocate(err, where or "norm", "norm") from None
+            raise self._combination_error(comp, want, err, where, free) from None
         self._norms[key] = out
         return out
 
@@ -191,12 +198,12 @@ class _Builder:
             try:
                 self._overrides[dotted] = apply_overrides(self.spec.train, self.spec.probes, dotted)
             except SpecError as err:  # each value was checked alone; this is a combination
-                raise _relocate(err, where or "train", "") from None
+                raise relocate(err, where or "train", "") from None
         return self._overrides[dotted]
 
 
 def _label(value: Any) -> Any:
-    return value.label() if isinstance(value, Component) else _jsonable(value)
+    return value.label() if isinstance(value, Component) else jsonable(value)
 
 
 def _varying(cells: Sequence[CellSpec]) -> list[str]:

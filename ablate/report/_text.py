@@ -1,6 +1,6 @@
 """A fixed-width plain-text table (no dependencies), shared by the CLI commands.
 
-    from ablate.sweep import table
+    from ablate.report import table
     print(table([{"id": "3fa2c1d0e9", "norm": "token_ln", "seed": 0}], ["id", "norm", "seed"]))
 """
 

@@ -1,8 +1,8 @@
-"""ablate.sweep.table: fixed-width plain-text tables."""
+"""ablate.report.table: fixed-width plain-text tables."""
 
 from __future__ import annotations
 
-from ablate.sweep import table
+from ablate.report import table
 
 
 def test_columns_align_and_numbers_right_align() -> None:

@@ -11,10 +11,17 @@ from pathlib import Path
 import pytest
 
 from ablate.errors import SpecError
-from ablate.spec import CellSpec, Component, load_experiment, parse_experiment
-from ablate.sweep import PLAN_COLUMNS, expand, plan_rows
+from ablate.spec import (
+    PLAN_COLUMNS,
+    CellSpec,
+    Component,
+    expand,
+    load_experiment,
+    parse_experiment,
+    plan_rows,
+)
 
-DATA = Path(__file__).parents[1] / "spec" / "data"
+DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parents[2]
 
 
@@ -142,7 +149,7 @@ def test_ids_ignore_what_does_not_affect_results() -> None:
 def test_ids_are_stable_across_processes() -> None:
     """A fresh interpreter with another hash seed computes the same ids (no id() or hash() in them)."""
     here = [c.id for c in expand(load_experiment(DATA / "grid.yaml"))]
-    code = ("import json; from ablate.spec import load_experiment; from ablate.sweep import expand; "
+    code = ("import json; from ablate.spec import expand, load_experiment; "
             f"print(json.dumps([c.id for c in expand(load_experiment({str(DATA / 'grid.yaml')!r}))]))")
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,

@@ -1,0 +1,78 @@
+"""The axes a cell varies along: the core ones and every dotted ``train.``/``probes.`` field.
+
+    from ablate.spec import AXES, TrainSpec, ProbeSpec, apply_overrides
+    train, probes = apply_overrides(TrainSpec(), ProbeSpec(), [("train.optimizer.lr", 1e-3)])
+    assert "train.optimizer.lr" in AXES and train.optimizer.lr == 1e-3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any
+
+from ._fields import build_dataclass
+from ._types import ProbeSpec, TrainSpec
+
+# Axes every cell has; any dotted train./probes. field is an axis too.
+CORE_AXES = ("norm", "rescale", "backbone", "task", "seed", "data")
+# Axes whose values are registry components: a name, or a mapping of name and parameters.
+COMPONENT_AXES = ("norm", "backbone", "task", "data")
+
+
+def _field_kinds(cls: Any, prefix: str) -> dict[str, type]:
+    """``{"train.steps": int, "train.optimizer": OptimizerSpec, "train.optimizer.lr": float, ...}``.
+
+    A field's type is its default's, or ``metadata["kind"]`` where the default is None (grad_clip).
+    """
+    out: dict[str, type] = {}
+    inst = cls()
+    for f in fields(cls):
+        value = getattr(inst, f.name)
+        out[f"{prefix}.{f.name}"] = f.metadata.get("kind", type(value))
+        if is_dataclass(value):
+            out.update(_field_kinds(type(value), f"{prefix}.{f.name}"))
+    return out
+
+
+# every dotted axis -> the type of its values
+DOTTED_AXES: dict[str, type] = {**_field_kinds(TrainSpec, "train"), **_field_kinds(ProbeSpec, "probes")}
+AXES = (*CORE_AXES, *DOTTED_AXES)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    return value
+
+
+def apply_overrides(train: TrainSpec, probes: ProbeSpec,
+                    overrides: Iterable[tuple[str, Any]]) -> tuple[TrainSpec, ProbeSpec]:
+    """Apply dotted overrides (``train.optimizer.lr`` → 1e-3) onto base specs, validating the result.
+
+    A mapping value for a sub-spec (``train.optimizer: {name: adamw}``) merges onto the base; shorter
+    paths apply first, so ``train.optimizer`` and ``train.optimizer.lr`` compose.
+    """
+    items = sorted(overrides, key=lambda kv: kv[0].count("."))
+    if not items:
+        return train, probes
+    raw = {"train": _plain(train), "probes": _plain(probes)}
+    for path, value in items:
+        *parents, leaf = path.split(".")
+        node = raw
+        for key in parents:
+            node = node[key]
+        if isinstance(node.get(leaf), dict) and isinstance(value, Mapping):
+            node[leaf] = {**node[leaf], **value}
+        else:
+            node[leaf] = _plain(value)
+    return (build_dataclass(TrainSpec, raw["train"], "train"),
+            build_dataclass(ProbeSpec, raw["probes"], "probes"))
+
+
+def dotted_value(train: TrainSpec, probes: ProbeSpec, axis: str) -> Any:
+    """The value of the dotted axis ``axis`` (``train.optimizer.lr``) in these specs."""
+    obj: Any = train if axis.startswith("train.") else probes
+    for key in axis.split(".")[1:]:
+        obj = getattr(obj, key)
+    return obj

@@ -1,0 +1,126 @@
+"""The experiment types: what a validated YAML file is (:class:`ExperimentSpec` and its sections).
+
+    from ablate.spec import load_experiment
+    spec = load_experiment("experiments/quickstart.yaml")
+    print(spec.name, spec.hash, spec.axes, spec.resources.max_concurrent)
+
+The YAML schema these types hold is documented in docs/schema.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from ._types import Component, ProbeSpec, TrainSpec
+
+# Metrics a trial reports at every evaluation, hence the ones a search (and ASHA) can steer by.
+SEARCH_METRICS = ("val/psnr", "val/ssim", "train/loss")
+SEARCH_TYPES = ("loguniform", "uniform", "int", "choice")
+SCHEDULERS = ("asha", "none")
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """What each trial asks the Ray scheduler for; not part of any cell's identity."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None  # None: as many trials as the resources allow
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    uri: str | None = None  # None: the embedded SQLite store (or MLFLOW_TRACKING_URI)
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One dimension of an Optuna search space: ``train.optimizer.lr: {type: loguniform, ...}``."""
+
+    key: str  # an axis name: a dotted train./probes. field or a core axis (choice only)
+    type: str  # loguniform | uniform | int | choice
+    low: float | int | None = None
+    high: float | int | None = None
+    values: tuple[Any, ...] = ()  # choice: plain values (Optuna's categorical choices must be scalars)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    metric: str = "val/psnr"
+    mode: str = "max"  # max | min
+    num_samples: int = 10
+    scheduler: str = "none"  # asha | none
+    # axis -> dimension, in file order; a plain dict (ablate.tune iterates it), so not in the hash
+    space: dict[str, SearchParam] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A validated experiment: the axes and base configs; :func:`ablate.spec.expand` makes the cells.
+
+    Axis values are normalized: components are :class:`Component`, dotted axes hold the coerced
+    field value (``float`` for ``train.optimizer.lr``, a sub-spec for ``train.optimizer``).
+    """
+
+    name: str
+    description: str = ""
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (axis, values) in file order
+    fixed: tuple[tuple[str, Any], ...] = ()  # top-level norm/rescale/backbone/task/seed
+    include: tuple[tuple[tuple[str, Any], ...], ...] = ()
+    exclude: tuple[tuple[tuple[str, Any], ...], ...] = ()
+    train: TrainSpec = field(default_factory=TrainSpec)
+    probes: ProbeSpec = field(default_factory=ProbeSpec)
+    data: Component = field(default_factory=lambda: Component("skimage"))
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    search: SearchSpec | None = None
+    file: str | None = field(default=None, compare=False)
+    source_text: str = field(default="", compare=False, repr=False)
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """Every axis the file varies or pins per cell: grid axes, then include/exclude-only ones."""
+        names = [axis for axis, _ in self.grid]
+        for entry in (*self.include, *self.exclude):
+            names += [axis for axis, _ in entry if axis not in names]
+        return tuple(names)
+
+    def to_config(self) -> dict[str, Any]:
+        """The canonical, JSON-able spec (what :attr:`hash` hashes; file and text excluded)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "grid": {axis: [jsonable(v) for v in values] for axis, values in self.grid},
+            "fixed": {axis: jsonable(v) for axis, v in self.fixed},
+            "include": [{axis: jsonable(v) for axis, v in entry} for entry in self.include],
+            "exclude": [{axis: jsonable(v) for axis, v in entry} for entry in self.exclude],
+            "train": jsonable(self.train),
+            "probes": jsonable(self.probes),
+            "data": jsonable(self.data),
+            "resources": jsonable(self.resources),
+            "tracking": jsonable(self.tracking),
+            "search": jsonable(self.search),
+        }
+
+    @property
+    def hash(self) -> str:
+        """Short hash of the canonical resolved spec (insensitive to key order and formatting)."""
+        blob = json.dumps(self.to_config(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON-able data: components as their YAML config, spec dataclasses as mappings."""
+    if isinstance(value, Component):
+        return value.to_config()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
