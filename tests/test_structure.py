@@ -230,3 +230,35 @@ def test_a_package_reexporting_its_modules_is_no_cycle(tmp_path: Path) -> None:
     })
     assert cycles(dependency_graph(mods, imports(mods))) == []
     assert private_imports(mods, imports(mods)) == []
+
+
+def package_graph(mods: dict[str, Path], found: list[Import]) -> dict[str, set[str]]:
+    """Subpackage (or top-level module) -> the ones it imports, ``errors`` left out."""
+    def top(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 else parts[0]
+
+    graph: dict[str, set[str]] = {}
+    for module, targets in dependency_graph(mods, found).items():
+        for target in targets:
+            a, b = top(module), top(target)
+            if a != b and b != "errors":
+                graph.setdefault(a, set()).add(b)
+    return graph
+
+
+def documented_graph(doc: Path = PACKAGE.parent / "docs" / "architecture.md") -> dict[str, set[str]]:
+    text = doc.read_text()
+    block = text.split("```deps\n", 1)[1].split("```", 1)[0]
+    graph = {}
+    for line in block.strip().splitlines():
+        name, _, targets = line.partition(" -> ")
+        graph[name.strip()] = {t.strip() for t in targets.split(",") if t.strip()}
+    return graph
+
+
+def test_architecture_doc_lists_the_real_dependencies(package: tuple[dict[str, Path], list[Import]]) -> None:
+    real, doc = package_graph(*package), documented_graph()
+    diff = [f"{k}: code {sorted(real.get(k, set()))} vs docs/architecture.md {sorted(doc.get(k, set()))}"
+            for k in sorted(set(real) | set(doc)) if real.get(k, set()) != doc.get(k, set())]
+    assert not diff, "update the deps block of docs/architecture.md:\n" + "\n".join(diff)
