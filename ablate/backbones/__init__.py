@@ -1,4 +1,4 @@
-"""The IR-transformer model zoo: SwinIR and HAT presets, any norm variant, any input size.
+"""The IR-transformer model zoo: SwinIR, HAT and DRCT presets, any norm variant, any input size.
 
     import torch
     from ablate.backbones import build_backbone, validate_backbone
@@ -7,10 +7,10 @@
     model = build_backbone({"name": "swinir-tiny", "embed_dim": 64}, resolve_norm("i_ln"), scale=2)
     print(model(torch.rand(2, 3, 24, 24)).shape, model.num_parameters())   # (2, 3, 48, 48)
 
-Presets (``BACKBONES.keys()``): swinir-tiny, swinir-light, swinir, hat-tiny, hat-mini, hat. Every
-hyperparameter of a preset can be overridden in the spec (``embed_dim``, ``depths``, ``num_heads``,
-``window_size``, ``mlp_ratio``, ``upsampler``, ``num_feat``, ``qkv_bias``, ``stdnorm``; HAT adds
-``compress_ratio``, ``squeeze_factor``, ``conv_scale``, ``overlap_ratio``).
+Presets (``BACKBONES.keys()``): swinir-tiny, swinir-light, swinir, hat-tiny, hat-mini, hat, drct-tiny,
+drct, drct-l. Every hyperparameter of a preset can be overridden in the spec (``embed_dim``, ``depths``,
+``num_heads``, ``window_size``, ``mlp_ratio``, ``upsampler``, ``num_feat``, ``qkv_bias``, ``stdnorm``;
+HAT adds ``compress_ratio``, ``squeeze_factor``, ``conv_scale``, ``overlap_ratio``; DRCT adds ``gc``).
 
 A plugin backbone registers a factory ``factory(norm, scale, **params) -> IRModel`` in the
 ``ablate.backbones`` entry-point group; a ``configure(params, where)`` method, if it has one, is used
@@ -30,15 +30,18 @@ from ablate.norms import NormVariant, resolve_norm
 from ablate.params import Param, check_params, split_spec
 from ablate.registry import BACKBONES
 
-from . import hat, swinir  # noqa: F401  (registers the presets)
+from . import drct, hat, swinir  # noqa: F401  (registers the presets)
 from ._common import SCALES, BackboneConfig, BackbonePreset, IRModel, ResidualGroup, ResidualGroupModel
+from .drct import DRCT, DRCTConfig
 from .hat import HAT, HATConfig
 from .swinir import SwinIR
 
 __all__ = [
+    "DRCT",
     "HAT",
     "BackboneConfig",
     "BackbonePreset",
+    "DRCTConfig",
     "HATConfig",
     "IRModel",
     "ResidualGroup",

@@ -17,7 +17,7 @@ from ablate.testing import check_backbone
 
 # A shallower stack for the large presets; two groups keep per-group indexing (heads, …) covered.
 SHALLOW = {"depths": [2, 2]}
-LARGE = {"swinir", "swinir-light", "hat", "hat-mini"}
+LARGE = {"swinir", "swinir-light", "hat", "hat-mini", "drct", "drct-l"}
 
 
 @pytest.mark.parametrize("key", BACKBONES.keys())
