@@ -51,21 +51,19 @@ from torch import Tensor, nn
 
 from ablate.errors import SpecError
 from ablate.norms import NormVariant
+from ablate.params import param_field
 from ablate.registry import BACKBONES
 
 from ._common import (
-    FIELD_RULES,
+    POSITIVE_INT,
     BackboneConfig,
     BackbonePreset,
     ResidualGroup,
     ResidualGroupModel,
-    _pos_int,
     to_image,
     to_tokens,
 )
 from .swinir import SwinLayer
-
-FIELD_RULES["gc"] = ("a positive integer", _pos_int)
 
 RESIDUAL_SCALE = 0.2  # weight of the group's output on its residual (ESRGAN's residual scaling)
 LEAKY_SLOPE = 0.2  # LeakyReLU after each growth conv
@@ -76,7 +74,8 @@ NARROW_FFN_FROM = 3  # blocks j ≥ 3 have FFN ratio 1 (the official code's 4th 
 class DRCTConfig(BackboneConfig):
     """SwinIR's hyperparameters plus DRCT's growth channels; ``depths`` counts Swin blocks per RDG."""
 
-    gc: int = 32  # growth channels: each block's 1×1 conv adds gc channels to the later blocks' input
+    gc: int = param_field(32, int, "growth channels: each block's 1×1 conv adds gc channels to the later blocks' input",
+                          lo=1, expect=POSITIVE_INT)
 
     def width(self, block: int) -> int:
         """Channels block ``block`` of a group sees: the group input plus the growth of the blocks before it."""
