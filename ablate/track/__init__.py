@@ -6,9 +6,11 @@
     name, tags = cell_run_identity(cell, "i_ln")           # "i_ln·swinir-tiny·sr-x2·s0", ablate.* tags
     run = tracker.start_cell(parent, cell.id, name, cell.flat_params(), tags)
 
-What lands where (experiments, runs, tags, params, metrics, artifacts) is written down once, in
-``docs/mlflow.md``. This is the only subpackage that imports ``mlflow`` (inside functions, so
-importing it is cheap); cell statuses are :class:`ablate.status.CellStatus`.
+What lands where (experiments, runs, tags, descriptions, dataset inputs, params, metrics,
+artifacts) is written down once, in ``docs/mlflow.md``; :func:`experiment_page` links to an
+experiment in MLflow's UI the way ``ablate ui`` does. This is the only subpackage that imports
+``mlflow`` (inside functions, so importing it is cheap); cell statuses are
+:class:`ablate.status.CellStatus`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from ._identity import cell_run_identity, cell_run_name
 from ._store import RunStore, latest_per_cell
 from ._tracker import Tracker, git_commit, safe_key
+from ._ui import experiment_page
 from ._uri import (
     DEFAULT_STATE_DIR,
     default_state_dir,
@@ -33,6 +36,7 @@ __all__ = [
     "cell_run_name",
     "default_state_dir",
     "default_tracking_uri",
+    "experiment_page",
     "git_commit",
     "latest_per_cell",
     "normalize_tracking_uri",

@@ -219,6 +219,23 @@ class RunStore:
         with self._timed():
             return sorted(e.name for e in self.client.search_experiments())
 
+    def experiments_with_runs(self) -> list[dict[str, str]]:
+        """``{"id", "name"}`` of every active experiment holding at least one active run, by name."""
+        if self._db is not None:
+            if not self._db.exists():
+                return []
+            with self._sql() as con:
+                rows = con.execute("SELECT e.experiment_id, e.name FROM experiments e WHERE e.lifecycle_stage = "
+                                   "'active' AND EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = "
+                                   "e.experiment_id AND r.lifecycle_stage = 'active')").fetchall()
+            return sorted(({"id": str(i), "name": n} for i, n in rows), key=lambda e: e["name"])
+        out = []
+        with self._timed():
+            for exp in self.client.search_experiments():
+                if self.client.search_runs([exp.experiment_id], max_results=1):
+                    out.append({"id": str(exp.experiment_id), "name": exp.name})
+        return sorted(out, key=lambda e: e["name"])
+
     # runs ----------------------------------------------------------------------------------------
     def runs(self, experiment: str, *, kind: str = "cells") -> list[dict[str, Any]]:
         """Every active run of ``experiment`` as a dict, oldest first; ``[]`` when it does not exist.

@@ -9,9 +9,11 @@
     tracker.end_sweep(parent, "finished")
 
 Only the driver writes (the Tune callback owns one Tracker), so an embedded SQLite store never sees
-concurrent writers. Every MLflow call goes through :meth:`Tracker._timed`, so ``log_time`` is the
-total time spent in MLflow — a benchmark divides it by the cell time. The layout it writes (run
-names, tags, params, metrics, artifacts) is specified in ``docs/mlflow.md``.
+concurrent writers. Runs carry Markdown descriptions for the MLflow UI (the sweep's plan, then its
+results; each cell's identity and status), each cell its dataset as an MLflow dataset input. Every
+MLflow call goes through :meth:`Tracker._timed`, so ``log_time`` is the total time spent in MLflow —
+a benchmark divides it by the cell time. The layout it writes (run names, tags, descriptions,
+dataset inputs, params, metrics, artifacts) is specified in ``docs/mlflow.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import posixpath
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,7 +35,9 @@ from ablate.naming import safe_name
 from ablate.status import DONE, ENDED, CellStatus
 
 from ._client import mlflow_client
+from ._notes import NOTE_TAG, cell_info, cell_note, plan_note, results_note, results_rows
 from ._store import RunStore, latest_per_cell
+from ._ui import DATASET_CONTEXT, DATASET_CONTEXT_TAG, EXPERIMENT_KIND_TAG, MODEL_TRAINING, cell_dataset
 from ._uri import DEFAULT_STATE_DIR, default_tracking_uri, is_file_store, is_remote, normalize_tracking_uri
 
 # MLflow's own limits (mlflow.utils.validation): a request that exceeds them is rejected whole.
@@ -114,6 +119,8 @@ class Tracker:
         self._last_step: dict[str, int] = {}
         self._experiments: dict[str, str] = {}  # name -> id
         self._run_experiment: dict[str, str] = {}  # run id -> experiment id
+        self._plans: dict[str, tuple[str, list[Mapping[str, Any]]]] = {}  # sweep run id -> (experiment, plan)
+        self._cell_info: dict[str, dict[str, Any]] = {}  # cell run id -> what its description shows
         t0 = time.perf_counter()
         self.client = mlflow_client(self.tracking_uri)
         from mlflow.entities import Metric, Param, RunTag
@@ -151,7 +158,12 @@ class Tracker:
         return (self.state_dir / "mlartifacts" / safe_name(experiment, "experiment")).as_uri()
 
     def experiment_id(self, name: str, *, create: bool = True) -> str | None:
-        """The id of experiment ``name``, created (with ``artifact_location``) when missing."""
+        """The id of experiment ``name``, created (with ``artifact_location``) when missing.
+
+        With ``create`` (a sweep is about to write to it) the experiment is also marked as model
+        training (tag ``mlflow.experimentKind``) unless it already names a kind; only then is the id
+        remembered, so a lookup without ``create`` never stands in for that.
+        """
         if name in self._experiments:
             return self._experiments[name]
         with self._timed():
@@ -162,10 +174,14 @@ class Tracker:
             if exp is None:
                 if not create:
                     return None
-                exp_id = self.client.create_experiment(name, artifact_location=self.artifact_location(name))
+                exp_id = self.client.create_experiment(name, artifact_location=self.artifact_location(name),
+                                                       tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
             else:
                 exp_id = exp.experiment_id
-        self._experiments[name] = exp_id
+                if create and EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older ablate, or by hand
+                    self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+        if create:
+            self._experiments[name] = exp_id
         return exp_id
 
     # sweeps -----------------------------------------------------------------------------------------
@@ -184,26 +200,48 @@ class Tracker:
             all_tags["ablate.git_commit"] = commit
             all_tags["mlflow.source.git.commit"] = commit
         all_tags.update({str(k): v for k, v in (tags or {}).items()})
+        all_tags[NOTE_TAG] = plan_note(name, plan_rows)
         with self._timed():
             run = self.client.create_run(exp_id, run_name=run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
                                          tags={safe_key(k): _tag_value(v) for k, v in all_tags.items()})
         run_id: str = run.info.run_id
         self._run_experiment[run_id] = exp_id
+        self._plans[run_id] = (name, list(plan_rows))
         self.log_text(run_id, yaml_text, "spec/experiment.yaml")
         self.log_text(run_id, json.dumps(list(plan_rows), indent=1, default=str), "plan/plan.json")
         self.log_text(run_id, _plan_csv(plan_rows), "plan/plan.csv")
         return run_id
 
     def end_sweep(self, parent_run_id: str, status: str = CellStatus.FINISHED) -> None:
-        """Flush everything and terminate the parent run (``finished``, ``failed`` or ``killed``;
-        MLflow's upper-case states are accepted too)."""
+        """Flush everything, describe the results (one row per cell of the plan, read back from the
+        store) and terminate the parent run (``finished``, ``failed`` or ``killed``; MLflow's
+        upper-case states are accepted too)."""
         self.flush()
         state = status.upper()
         if state not in ("FINISHED", "FAILED", "KILLED"):
             raise ValueError(f"sweep status must be finished, failed or killed, got {status!r}")
+        known = self._plans.pop(parent_run_id, None)
+        experiment, plan = known if known is not None else self._read_plan(parent_run_id)
+        runs = self.cell_runs(experiment, latest=True)
+        note = results_note(experiment, results_rows(plan, runs, parent_run_id), state.lower())
+        self.set_tags(parent_run_id, {"ablate.status": state.lower(), NOTE_TAG: note})
         with self._timed():
-            self.client.set_tag(parent_run_id, "ablate.status", state.lower())
             self.client.set_terminated(parent_run_id, status=state)
+
+    def _read_plan(self, run_id: str) -> tuple[str, list[Mapping[str, Any]]]:
+        """Experiment name and plan of a sweep this Tracker did not start (its ``plan/plan.json``)."""
+        from mlflow.exceptions import MlflowException
+
+        with self._timed():
+            exp_id = self._run_experiment.get(run_id) or self.client.get_run(run_id).info.experiment_id
+            name: str = self.client.get_experiment(exp_id).name
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    path = self.client.download_artifacts(run_id, "plan/plan.json", tmp)
+                    plan = json.loads(Path(path).read_text())
+                except (MlflowException, OSError, ValueError):  # no plan: the table lists the sweep's own runs
+                    plan = []
+        return name, plan if isinstance(plan, list) else []
 
     # cells --------------------------------------------------------------------------------------------
     def _reusable_run(self, exp_id: str, cell_id: str) -> Any | None:
@@ -224,7 +262,9 @@ class Tracker:
         killed, pruned) is reused — re-parented to this sweep, its metrics continued — so a resumed
         cell stays one run. ``params`` (the flattened cell config) are stringified and truncated at
         MLflow's 6,000 characters; params a reused run already has are not logged again (MLflow
-        params are immutable). ``run_name`` and ``tags`` come from :func:`ablate.track.cell_run_identity`.
+        params are immutable), nor is its dataset input (``data`` in ``params``, see
+        :func:`ablate.track._ui.cell_dataset`). ``run_name`` and ``tags`` come from
+        :func:`ablate.track.cell_run_identity`.
         """
         exp_id = self._run_experiment.get(parent_run_id)
         if exp_id is None:
@@ -232,8 +272,10 @@ class Tracker:
                 exp_id = self.client.get_run(parent_run_id).info.experiment_id
             self._run_experiment[parent_run_id] = exp_id
         all_tags = {str(k): v for k, v in (tags or {}).items()}
+        info = cell_info(cell_id, params, all_tags)
         all_tags.update({"mlflow.parentRunId": parent_run_id, "ablate.cell": cell_id,
-                         "ablate.status": CellStatus.RUNNING, "ablate.reason": ""})
+                         "ablate.status": CellStatus.RUNNING, "ablate.reason": "",
+                         NOTE_TAG: cell_note(info, CellStatus.RUNNING)})
         old = self._reusable_run(exp_id, cell_id)
         if old is None:
             with self._timed():
@@ -241,9 +283,11 @@ class Tracker:
                                              tags={safe_key(k): _tag_value(v) for k, v in all_tags.items()})
             run_id: str = run.info.run_id
             have: dict[str, str] = {}
+            has_input = False
         else:
             run_id = old.info.run_id
             have = dict(old.data.params)
+            has_input = bool(old.inputs and old.inputs.dataset_inputs)
             previous = old.data.tags.get("mlflow.parentRunId")
             if previous and previous != parent_run_id:
                 all_tags["ablate.previous_parent"] = previous
@@ -259,11 +303,25 @@ class Tracker:
             if last is not None:
                 self._last_step[run_id] = last
         self._run_experiment[run_id] = exp_id
+        self._cell_info[run_id] = info
         todo = [self._Param(safe_key(k), _param_value(v)) for k, v in params.items() if safe_key(k) not in have]
         for i in range(0, len(todo), MAX_PARAMS_TAGS_PER_BATCH):
             with self._timed():
                 self.client.log_batch(run_id, params=todo[i:i + MAX_PARAMS_TAGS_PER_BATCH])
+        if not has_input:
+            self._log_dataset(run_id, params)
         return run_id
+
+    def _log_dataset(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """The cell's dataset as the run's input (what the UI's Dataset column and filter show)."""
+        dataset = cell_dataset(params)
+        if dataset is None:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entry = DatasetInput(Dataset(**dataset), tags=[InputTag(DATASET_CONTEXT_TAG, DATASET_CONTEXT)])
+        with self._timed():
+            self.client.log_inputs(run_id, datasets=[entry])
 
     def log(self, run_id: str, metrics: Mapping[str, float | int | None], step: int) -> None:
         """Buffer ``metrics`` at ``step`` (no MLflow call until ``flush_every`` metrics accumulate).
@@ -316,18 +374,26 @@ class Tracker:
     def end_cell(self, run_id: str, status: str, reason: str = "",
                  summary: Mapping[str, float | int | None] | None = None) -> None:
         """Flush the cell's metrics, log ``summary`` metrics (at the cell's last step), set
-        ``ablate.status``/``ablate.reason`` and terminate the run: finished and diverged → FINISHED,
-        failed → FAILED, pruned and killed → KILLED."""
+        ``ablate.status``/``ablate.reason``, update the run's description and terminate the run:
+        finished and diverged → FINISHED, failed → FAILED, pruned and killed → KILLED."""
         if status not in ENDED:
             raise ValueError(f"cell status must be one of {', '.join(ENDED)}, got {status!r}")
         state = CellStatus(status)
         if summary:
             self.log(run_id, summary, self._last_step.get(run_id, 0))
         self.flush(run_id)
-        self.set_tags(run_id, {"ablate.status": state.value, "ablate.reason": reason})
+        info = self._cell_info.pop(run_id, None) or self._read_cell_info(run_id)
+        self.set_tags(run_id, {"ablate.status": state.value, "ablate.reason": reason,
+                               NOTE_TAG: cell_note(info, state.value, reason, summary)})
         with self._timed():
             self.client.set_terminated(run_id, status=state.mlflow_state)
         self._last_step.pop(run_id, None)
+
+    def _read_cell_info(self, run_id: str) -> dict[str, Any]:
+        """:func:`cell_info` of a cell run this Tracker did not start (from its stored params and tags)."""
+        with self._timed():
+            data = self.client.get_run(run_id).data
+        return cell_info(data.tags.get("ablate.cell", ""), data.params, data.tags)
 
     # reading back ------------------------------------------------------------------------------------
     def store(self) -> RunStore:

@@ -107,7 +107,7 @@ def test_ui_serves_the_store_and_stops_cleanly(store: dict[str, Any], tmp_path: 
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            assert proc.wait(timeout=30) == 130  # Ctrl-C: the server stopped, then ablate ui exits as interrupted
         except subprocess.TimeoutExpired:
             proc.kill()
             raise

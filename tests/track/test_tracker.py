@@ -240,3 +240,92 @@ def test_file_store_works_with_its_opt_in(tmp_path: Path, monkeypatch: pytest.Mo
     runs = tracker.cell_runs("files")
     assert RunStore(tracker.tracking_uri).backend == "client"
     assert runs[0]["status"] == "finished" and runs[0]["metrics"]["final/psnr"] == 31.0
+
+
+def test_experiments_are_marked_as_model_training(tracker: Tracker) -> None:
+    kind = "mlflow.experimentKind"
+    tracker.start_sweep("fresh", "h", "", [])
+    assert tracker.client.get_experiment_by_name("fresh").tags[kind] == "custom_model_development"
+    old = tracker.client.create_experiment("older")  # made before ablate set the kind
+    chosen = tracker.client.create_experiment("chosen", tags={kind: "genai_development"})
+    assert tracker.experiment_id("older", create=False) == old  # reading marks nothing
+    assert kind not in tracker.client.get_experiment(old).tags
+    tracker.start_sweep("older", "h", "", [])
+    tracker.start_sweep("chosen", "h", "", [])
+    assert tracker.client.get_experiment(old).tags[kind] == "custom_model_development"
+    assert tracker.client.get_experiment(chosen).tags[kind] == "genai_development"  # a kind someone chose stays
+
+
+def _note(tracker: Tracker, run_id: str) -> str:
+    note: str = tracker.client.get_run(run_id).data.tags["mlflow.note.content"]
+    return note
+
+
+def test_sweep_and_cell_runs_describe_themselves(tracker: Tracker) -> None:
+    plan = [{"id": "cell-a", "norm": "token_ln", "rescale": False, "backbone": "swinir-tiny", "task": "sr-x2",
+             "seed": 0},
+            {"id": "cell-b", "norm": "global_ln", "rescale": True, "backbone": "swinir-tiny", "task": "sr-x2",
+             "seed": 0},
+            {"id": "cell-c", "norm": "batch_norm", "rescale": False, "backbone": "swinir-tiny", "task": "sr-x2",
+             "seed": 0}]
+    parent = tracker.start_sweep("described", "h", "name: described\n", plan)
+    assert "### Plan of `described`" in _note(tracker, parent)
+    assert "| `cell-b` | `global_ln` | True | `swinir-tiny` | `sr-x2` | 0 |" in _note(tracker, parent)
+    params = {"norm": "global_ln", "rescale": True, "backbone": "swinir-tiny", "task": "sr-x2", "seed": 0,
+              "data": "skimage"}
+    rb = tracker.start_cell(parent, "cell-b", "global_ln+rescale·swinir-tiny·sr-x2·s0", params,
+                            {"ablate.norm": "global_ln+rescale"})
+    running = _note(tracker, rb)
+    assert running.startswith("| cell | `cell-b` |") and "| status | running |" in running
+    assert "| variant | `global_ln+rescale` |" in running and "| data | `skimage` |" in running
+    tracker.end_cell(rb, "diverged", "probe msq at g1.b3 exceeded train.max_msq", {"final/max_msq": 2e13})
+    ended = _note(tracker, rb)
+    assert "| status | **diverged** |" in ended and "| final max msq | 2e+13 |" in ended
+    assert "| reason | probe msq at g1.b3 exceeded train.max\\_msq |" in ended
+    ra = tracker.start_cell(parent, "cell-a", "token_ln·swinir-tiny·sr-x2·s0", {**params, "norm": "token_ln"},
+                            {"ablate.norm": "token_ln"})
+    tracker.end_cell(ra, "finished", "", {"final/psnr": 33.25, "final/ssim": 0.91})
+    tracker.end_sweep(parent, "killed")
+    results = _note(tracker, parent)
+    assert "**3 cells** · 1 finished · 1 diverged · 1 not run · sweep killed" in results
+    rows = [line for line in results.splitlines() if line.startswith("| `cell-")]
+    assert [row.split(" | ")[0] for row in rows] == ["| `cell-a`", "| `cell-b`", "| `cell-c`"]  # the plan's order
+    assert rows[0].endswith("| finished | 33.25 | 0.9100 | – | – |")
+    assert tracker.client.get_run(parent).data.tags["ablate.status"] == "killed"
+
+    # a Tracker that did not start them (another process) still describes what it ends
+    other = Tracker(tracker.tracking_uri, tracker.state_dir)
+    p2 = tracker.start_sweep("described", "h", "", plan)
+    rc = tracker.start_cell(p2, "cell-c", "c", {"norm": "batch_norm", "seed": 0}, {"ablate.norm": "batch_norm"})
+    other.end_cell(rc, "failed", "boom")
+    assert "| status | **failed** |" in _note(other, rc) and "| norm | `batch_norm` |" in _note(other, rc)
+    other.end_sweep(p2, "failed")
+    assert "**3 cells** · 1 finished · 1 diverged · 1 failed · sweep failed" in _note(other, p2)
+
+
+def test_the_dataset_is_an_input_of_the_run_logged_once(tracker: Tracker, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = tracker.client.log_inputs
+
+    def spy(run_id: str, datasets: Any = None, models: Any = None) -> None:
+        calls.append(run_id)
+        real(run_id, datasets=datasets, models=models)
+
+    monkeypatch.setattr(tracker.client, "log_inputs", spy)
+    p1 = tracker.start_sweep("inputs", "h", "", [])
+    folder = {"data.name": "folder", "data.path": str(tmp_path / "hr"), "seed": 0}
+    r1 = tracker.start_cell(p1, "cell-i", "i", folder, {})
+    (entry,) = tracker.client.get_run(r1).inputs.dataset_inputs
+    assert entry.dataset.name == str(tmp_path / "hr") and entry.dataset.source_type == "local"
+    assert json.loads(entry.dataset.source) == {"uri": str(tmp_path / "hr")}
+    assert [(t.key, t.value) for t in entry.tags] == [("mlflow.data.context", "training")]
+    tracker.end_cell(r1, "killed", "interrupted")
+    p2 = tracker.start_sweep("inputs", "h", "", [])
+    assert tracker.start_cell(p2, "cell-i", "i", folder, {}) == r1  # resumed: the same run…
+    assert calls == [r1] and len(tracker.client.get_run(r1).inputs.dataset_inputs) == 1  # …and no second input
+    r2 = tracker.start_cell(p2, "cell-j", "j", {"data": "skimage"}, {})
+    r3 = tracker.start_cell(p2, "cell-k", "k", {"data": "skimage", "seed": 1}, {})
+    d2, d3 = (tracker.client.get_run(r).inputs.dataset_inputs[0].dataset for r in (r2, r3))
+    assert d2.name == d3.name == "skimage" and d2.digest == d3.digest and d2.source_type == "code"
+    assert tracker.start_cell(p2, "cell-n", "n", {"seed": 0}, {}) and calls == [r1, r2, r3]  # no data, no input
