@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from servers import mlflow_service, postgres_service, ray_multinode, s3_service  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)
