@@ -6,7 +6,8 @@
     print(cell.id, cell.flat_params()["train.optimizer.lr"])
 
 The YAML rules of each train/probes field (choices, ranges, nullability) are its dataclass field
-metadata, read by :func:`ablate.spec.build_dataclass`; docs/schema.md lists them.
+metadata, read by :func:`ablate.spec.build_dataclass`; docs/schema.md lists them. ``omit_default``
+marks a field that enters a cell's config (and id) only when set away from its default.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ablate.errors import SpecError
@@ -109,8 +110,11 @@ class TrainSpec:
     grad_clip: float | None = field(  # max global grad norm; None = off
         default=None, metadata={"kind": float, "nullable": True,
                                 "check": (lambda v: v is None or v > 0, "a positive max norm or null")})
-    # autocast for the forward pass
-    amp: str = field(default="none", metadata={"choices": ("none", "bf16")})
+    # autocast for the forward pass; fp16 adds a gradient scaler (part of the checkpoint), bf16 needs none
+    amp: str = field(default="none", metadata={"choices": ("none", "bf16", "fp16")})
+    # torch.compile the training step (falls back to eager, with one warning, where it fails). In the
+    # id: compiled kernels round differently, and a cell id names one float-exact run (as device does)
+    compile: bool = field(default=False, metadata={"omit_default": True})
     eval_every: int = field(default=100, metadata={"positive": True})
     # 0: only at the end (and when a trial is paused)
     checkpoint_every: int = field(default=0, metadata={"non_negative": True})
@@ -151,8 +155,8 @@ class CellSpec:
             "backbone": self.backbone.to_config(),
             "task": self.task.to_config(),
             "seed": self.seed,
-            "train": _plain(asdict(self.train)),
-            "probes": _plain(asdict(self.probes)),
+            "train": _plain(_config_of(self.train)),
+            "probes": _plain(_config_of(self.probes)),
             "data": self.data.to_config(),
         }
 
@@ -186,6 +190,17 @@ class CellSpec:
             probes=build_dataclass(ProbeSpec, cfg.get("probes", {}), "probes"),
             data=Component.parse(cfg.get("data", "skimage"), "data"),
         )
+
+
+def _config_of(spec: Any) -> dict[str, Any]:
+    """``asdict(spec)`` less the fields marked ``omit_default`` that hold their default: a field added
+    after cells were run enters a config (and so the cell id) only when set, so every existing cell
+    keeps its id."""
+    out = asdict(spec)
+    for f in fields(spec):
+        if f.metadata.get("omit_default") and out[f.name] == f.default:
+            del out[f.name]
+    return out
 
 
 def _plain(value: Any) -> Any:
