@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ablate.probes import Probe
+from ablate.regularizers import build_regularizer
 from ablate.spec import CellSpec
 from ablate.status import CellStatus
 
@@ -99,6 +100,11 @@ class Trainer:
         self.cell = Cell(spec)
         self.state = TrainState.build(self.cell.model.to(self.device), spec, self.device)
         self.loss_fn = _loss_fn(tr.loss)
+        # attached after TrainState.build, so the EMA copy carries no hooks; None for `none`: no cost at all
+        self.regularizer = build_regularizer(tr.regularizer)
+        if self.regularizer is not None:
+            self.regularizer.attach(self.state.model)
+        self.reg_value: Tensor | None = None  # the regularizer's value at the last step, for train/reg
         self._probe = Probe(self.state.model, self.cell.probe_lq) if self.cell.probe_lq is not None else None
         self.log_every = max(5, tr.steps // 500)
         # The loss stays on the device between reports: reading it every step would make a GPU wait
@@ -119,6 +125,8 @@ class Trainer:
             status, reason = CellStatus.DIVERGED, str(err)
         finally:
             self.batches.close()
+            if self.regularizer is not None:
+                self.regularizer.detach()
         summary = self.summary(self.final_eval() if status is CellStatus.FINISHED else {})
         ckpt = self.save() if status is CellStatus.FINISHED else None
         if ckpt is not None:
@@ -143,7 +151,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tr.amp == "bf16"):
             loss = self.loss_fn(s.model(lq).float(), gt)
         s.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self._objective(loss).backward()
         grad_norm = None
         if tr.grad_clip is not None:
             grad_norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), tr.grad_clip)
@@ -156,6 +164,15 @@ class Trainer:
             raise Diverged(f"non-finite loss by step {step}")
         self.timers["train"] += time.perf_counter() - t0
         return grad_norm
+
+    def _objective(self, loss: Tensor) -> Tensor:
+        """What ``step`` differentiates: the data loss plus the regularizer's weighted term. The data loss
+        alone is what ``train/loss`` reports, so cells that differ in the regularizer compare on it."""
+        if self.regularizer is None:
+            return loss
+        reg = self.regularizer.value()
+        self.reg_value = reg.detach()
+        return loss + self.regularizer.weight * reg if self.regularizer.weight else loss
 
     def probe(self, step: int) -> Trace | None:
         """The probe trace when one is due at ``step``; a non-finite or exploding one stops the cell."""
@@ -202,6 +219,8 @@ class Trainer:
         metrics["train/loss"] = s.mean_loss()
         if grad_norm is not None:
             metrics["train/grad_norm"] = float(grad_norm)
+        if self.reg_value is not None:
+            metrics["train/reg"] = float(self.reg_value)
         metrics["train/lr"] = float(s.scheduler.get_last_lr()[0])
         s.loss_sum.zero_()
         s.loss_n = 0
