@@ -97,6 +97,16 @@ def _device(name: str) -> bool:
     return name in ("auto", "cpu", "cuda") or name.startswith("cuda:")
 
 
+def _regularizer(value: Any, where: str) -> Component:
+    """A ``train.regularizer`` value, checked by :mod:`ablate.regularizers` (a registered name, its
+    declared params, converted: ``weight: 0`` and ``weight: 0.0`` are one cell)."""
+    from ablate.regularizers import resolve_regularizer
+
+    comp = value if isinstance(value, Component) else Component.parse(value, where)
+    _, params = resolve_regularizer(value, where=where)
+    return Component(comp.name, _freeze(params))
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     steps: int = field(default=300, metadata={"positive": True})
@@ -125,6 +135,19 @@ class TrainSpec:
     # validation: centre crops of this HR side (0 = whole images)
     val_size: int = field(default=96, metadata={"non_negative": True})
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+    # a penalty added to the loss ({name: feature_kl, weight: 1e-4}); "parse" reads the YAML value, and
+    # "axes" names the parameters that are dotted axes too (train.regularizer.weight)
+    regularizer: Component = field(default_factory=lambda: Component("none"),
+                                   metadata={"parse": _regularizer, "axes": {"weight": float}})
+
+    def to_config(self) -> dict[str, Any]:
+        """The JSON-able fields; ``regularizer`` only when it is not ``none``, so that a config (and the cell
+        id that hashes it) is the same as before regularizers existed unless the cell names one."""
+        cfg = _plain(_config_of(self))
+        del cfg["regularizer"]  # asdict spells the Component as name + params tuples; its YAML form instead:
+        if self.regularizer.name != "none":
+            cfg["regularizer"] = {"name": self.regularizer.name, **self.regularizer.kwargs}
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -155,7 +178,7 @@ class CellSpec:
             "backbone": self.backbone.to_config(),
             "task": self.task.to_config(),
             "seed": self.seed,
-            "train": _plain(_config_of(self.train)),
+            "train": self.train.to_config(),
             "probes": _plain(_config_of(self.probes)),
             "data": self.data.to_config(),
         }

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ablate.probes import Probe
+from ablate.regularizers import build_regularizer
 from ablate.spec import CellSpec
 from ablate.status import CellStatus
 
@@ -108,6 +109,11 @@ class Trainer:
         self.state = TrainState.build(self.cell.model.to(self.device), spec, self.device)
         self.step_model = StepModel(self.state.model, tr.compile)
         self.loss_fn = _loss_fn(tr.loss)
+        # attached after TrainState.build, so the EMA copy carries no hooks; None for `none`: no cost at all
+        self.regularizer = build_regularizer(tr.regularizer)
+        if self.regularizer is not None:
+            self.regularizer.attach(self.state.model)
+        self.reg_value: Tensor | None = None  # the regularizer's value at the last step, for train/reg
         self._probe = Probe(self.state.model, self.cell.probe_lq) if self.cell.probe_lq is not None else None
         self.log_every = max(5, tr.steps // 500)
         # The loss stays on the device between reports: reading it every step would make a GPU wait
@@ -128,6 +134,8 @@ class Trainer:
             status, reason = CellStatus.DIVERGED, str(err)
         finally:
             self.batches.close()
+            if self.regularizer is not None:
+                self.regularizer.detach()
         summary = self.summary(self.final_eval() if status is CellStatus.FINISHED else {})
         ckpt = self.save() if status is CellStatus.FINISHED else None
         if ckpt is not None:
@@ -165,7 +173,7 @@ class Trainer:
         dtype = _AMP_DTYPES[self.spec.train.amp]
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = self.loss_fn(model(lq).float(), gt)
-        self.state.scaler.scale(loss).backward()  # without fp16, the loss itself
+        self.state.scaler.scale(self._objective(loss)).backward()  # without fp16, the objective itself
         return loss
 
     def _apply_gradients(self) -> Tensor | None:
@@ -186,6 +194,15 @@ class Trainer:
             warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
             s.scheduler.step()
         return grad_norm
+
+    def _objective(self, loss: Tensor) -> Tensor:
+        """What ``step`` differentiates: the data loss plus the regularizer's weighted term. The data loss
+        alone is what ``train/loss`` reports, so cells that differ in the regularizer compare on it."""
+        if self.regularizer is None:
+            return loss
+        reg = self.regularizer.value()
+        self.reg_value = reg.detach()
+        return loss + self.regularizer.weight * reg if self.regularizer.weight else loss
 
     def probe(self, step: int) -> Trace | None:
         """The probe trace when one is due at ``step``; a non-finite or exploding one stops the cell."""
@@ -232,6 +249,8 @@ class Trainer:
         metrics["train/loss"] = s.mean_loss()
         if grad_norm is not None:
             metrics["train/grad_norm"] = float(grad_norm)
+        if self.reg_value is not None:
+            metrics["train/reg"] = float(self.reg_value)
         metrics["train/lr"] = float(s.scheduler.get_last_lr()[0])
         s.loss_sum.zero_()
         s.loss_n = 0
