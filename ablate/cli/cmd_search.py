@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ._options import cluster_options, load, state_dir_option, tracking_option
+from .cmd_run import failure_line, max_retries_option
 
 
 @click.command("search")
@@ -12,8 +15,9 @@ from ._options import cluster_options, load, state_dir_option, tracking_option
 @state_dir_option
 @tracking_option
 @cluster_options
+@max_retries_option
 def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_per_trial,  # type: ignore[no-untyped-def]
-            max_concurrent) -> None:
+            max_concurrent, max_retries) -> None:
     """Tune hyperparameters with Optuna (TPE) on Ray Tune, one study per base cell of the grid.
 
     \b
@@ -21,12 +25,19 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
 
     The file needs a `search:` section: metric (val/psnr), mode (max), num_samples, space
     ({train.optimizer.lr: {type: loguniform, low: 1e-4, high: 2e-3}}), scheduler (asha | none).
+    Exit status 1 when a trial failed or the search was interrupted (trials stopped early by ASHA
+    are results).
     """
     from ablate.tune import SweepOptions, run_search
 
     spec = load(file)
     summary = run_search(spec, SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                                            max_concurrent=max_concurrent, dashboard=False))
+                                            max_concurrent=max_concurrent, dashboard=False, max_retries=max_retries))
     click.echo(f"{spec.name}: {len(summary.statuses)} trials in {summary.wall_s:.0f} s; "
                f"MLflow {summary.tracking_uri}")
+    line = failure_line(summary, file, state_dir)
+    if line:
+        click.echo(line)
+    if any(status in ("failed", "killed") for status in summary.statuses.values()):
+        sys.exit(1)

@@ -41,6 +41,9 @@ MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 MAX_KEY = 250
+# Buffered metrics are also written once they are this old, so a driver killed between two full
+# batches loses seconds of points rather than up to 1,000 (resuming restores them either way).
+FLUSH_SECONDS = 5.0
 
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- ]")
 
@@ -96,22 +99,26 @@ class Tracker:
     ``tracking_uri=None`` means SQLite at ``<state_dir>/mlflow.db``; artifacts of the experiments it
     creates go to ``<state_dir>/mlartifacts/<experiment>`` (unless the URI is a tracking server,
     which owns its artifact storage). Metrics logged with :meth:`log` are buffered and written with
-    ``log_batch`` when ``flush_every`` accumulate, on :meth:`flush`, and when a cell ends.
+    ``log_batch`` when ``flush_every`` accumulate or the oldest is ``flush_s`` seconds old (checked when
+    logging), on :meth:`flush`, and when a cell ends.
     """
 
     def __init__(self, tracking_uri: str | None = None, state_dir: str | Path = DEFAULT_STATE_DIR, *,
-                 flush_every: int = MAX_METRICS_PER_BATCH) -> None:
+                 flush_every: int = MAX_METRICS_PER_BATCH, flush_s: float | None = None) -> None:
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.tracking_uri = (normalize_tracking_uri(tracking_uri) if tracking_uri
                              else default_tracking_uri(self.state_dir))
         if self.tracking_uri.startswith("sqlite:///") or is_file_store(self.tracking_uri):
             self.state_dir.mkdir(parents=True, exist_ok=True)
         self.flush_every = max(1, int(flush_every))
+        self.flush_s = FLUSH_SECONDS if flush_s is None else float(flush_s)
+        self._first_buffered = 0.0  # monotonic time the oldest buffered metric arrived
         self.log_time = 0.0  # seconds spent inside MLflow calls
         self.calls = 0  # MLflow requests made
         self._buffer: dict[str, list[Any]] = {}
         self._buffered = 0
         self._last_step: dict[str, int] = {}
+        self._attempt: dict[str, int] = {}  # run id -> its ablate.attempt
         self._experiments: dict[str, str] = {}  # name -> id
         self._run_experiment: dict[str, str] = {}  # run id -> experiment id
         t0 = time.perf_counter()
@@ -247,7 +254,8 @@ class Tracker:
             previous = old.data.tags.get("mlflow.parentRunId")
             if previous and previous != parent_run_id:
                 all_tags["ablate.previous_parent"] = previous
-            all_tags["ablate.attempt"] = str(int(old.data.tags.get("ablate.attempt", "1")) + 1)
+            self._attempt[run_id] = int(old.data.tags.get("ablate.attempt", "1")) + 1
+            all_tags["ablate.attempt"] = str(self._attempt[run_id])
             with self._timed():
                 self.client.update_run(run_id, status="RUNNING")
             self.set_tags(run_id, all_tags)
@@ -274,13 +282,16 @@ class Tracker:
         step = int(step)
         batch = self._buffer.setdefault(run_id, [])
         before = len(batch)
+        if not self._buffered:
+            self._first_buffered = time.monotonic()
         for key, value in metrics.items():
             if value is None:
                 continue
             batch.append(self._Metric(safe_key(key), float(value), ts, step))
         self._buffered += len(batch) - before
         self._last_step[run_id] = max(step, self._last_step.get(run_id, step))
-        if self._buffered >= self.flush_every:
+        if self._buffered >= self.flush_every or (
+                self._buffered and time.monotonic() - self._first_buffered >= self.flush_s):
             self.flush()
 
     def flush(self, run_id: str | None = None) -> None:
@@ -291,6 +302,22 @@ class Tracker:
             for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
                 with self._timed():
                     self.client.log_batch(rid, metrics=batch[i:i + MAX_METRICS_PER_BATCH])
+
+    def points(self, run_id: str) -> dict[str, set[int]]:
+        """``{key: steps}`` of every metric point ``run_id`` holds in MLflow (see :meth:`RunStore.points`);
+        a writer continuing a reused run skips these, so no (key, step) is ever logged twice."""
+        store = RunStore(self.tracking_uri, client=self.client)
+        out = store.points(run_id)
+        self.log_time += store.read_time
+        return out
+
+    def new_attempt(self, run_id: str, tags: Mapping[str, Any] | None = None) -> int:
+        """Count one more attempt of a cell run (a retry after its worker died): ``ablate.attempt`` is
+        raised and set with ``tags``; returns the new attempt number."""
+        attempt = self._attempt.get(run_id, 1) + 1
+        self._attempt[run_id] = attempt
+        self.set_tags(run_id, {**(tags or {}), "ablate.attempt": str(attempt)})
+        return attempt
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set tags (values stringified, truncated at MLflow's 8,000 characters) in ≤ 100-tag batches."""
@@ -314,9 +341,10 @@ class Tracker:
             self.client.log_text(run_id, text, artifact_file)
 
     def end_cell(self, run_id: str, status: str, reason: str = "",
-                 summary: Mapping[str, float | int | None] | None = None) -> None:
+                 summary: Mapping[str, float | int | None] | None = None, failure: str | None = None) -> None:
         """Flush the cell's metrics, log ``summary`` metrics (at the cell's last step), set
-        ``ablate.status``/``ablate.reason`` and terminate the run: finished and diverged → FINISHED,
+        ``ablate.status``/``ablate.reason`` (and ``ablate.failure`` when ``failure`` is given: the class
+        of what failed it, "" for none) and terminate the run: finished and diverged → FINISHED,
         failed → FAILED, pruned and killed → KILLED."""
         if status not in ENDED:
             raise ValueError(f"cell status must be one of {', '.join(ENDED)}, got {status!r}")
@@ -324,10 +352,14 @@ class Tracker:
         if summary:
             self.log(run_id, summary, self._last_step.get(run_id, 0))
         self.flush(run_id)
-        self.set_tags(run_id, {"ablate.status": state.value, "ablate.reason": reason})
+        tags = {"ablate.status": state.value, "ablate.reason": reason}
+        if failure is not None:
+            tags["ablate.failure"] = failure
+        self.set_tags(run_id, tags)
         with self._timed():
             self.client.set_terminated(run_id, status=state.mlflow_state)
         self._last_step.pop(run_id, None)
+        self._attempt.pop(run_id, None)
 
     # reading back ------------------------------------------------------------------------------------
     def store(self) -> RunStore:
