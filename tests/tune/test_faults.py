@@ -265,7 +265,7 @@ def _cell_runs(state: Path, experiment: str) -> dict[str, dict[str, Any]]:
 
 # --------------------------------------------------------------------------------------------------
 def test_killed_and_preempted_workers_are_retried_from_their_checkpoints(
-        reference: dict[str, History], fresh_state: Callable[[str], Path]) -> None:
+        reference: dict[str, History], fresh_state: Callable[[str], Path], capfd: pytest.CaptureFixture[str]) -> None:
     from mlflow import MlflowClient
 
     state = fresh_state("worker-kills")
@@ -291,7 +291,9 @@ def test_killed_and_preempted_workers_are_retried_from_their_checkpoints(
     assert summary.ok and summary.statuses == {kill9: "finished", term: "finished"}, output
     for cell_id in (kill9, term):
         assert f"cell {cell_id}: its Ray worker died" in output and "retry 1 of 3" in output, output
-    assert "Traceback" not in output and "(raylet)" not in output
+    printed = capfd.readouterr()  # this process's stdout and stderr: Ray's notices went to its log
+    for text in (output, printed.out, printed.err):
+        assert "Traceback" not in text and "(raylet)" not in text, text
     assert summary.log_file is not None and "ActorDiedError" in summary.log_file.read_text()  # Ray's, kept
 
     got = histories(state, "faults-worker")
