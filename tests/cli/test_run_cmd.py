@@ -225,3 +225,16 @@ def test_run_in_process_under_clirunner(ray_session: str, no_tracking_env: None,
                                        "--no-dashboard"])
     assert result.exit_code == 0, f"{result.output}{result.exception!r}"
     assert "cli-inproc: 1 finished" in result.output
+
+
+def test_the_failure_line_counts_failed_cells_by_class() -> None:
+    from ablate.cli.cmd_run import failure_line
+    from ablate.tune import SweepSummary
+
+    summary = SweepSummary("x", "p", "sqlite:///m.db", statuses={
+        "a": "finished", "b": "failed", "c": "failed", "d": "diverged", "e": "failed", "f": "killed"},
+        failures={"b": "oom", "c": "crash", "e": "crash"}, log_file=Path("s/logs/x-1.log"))
+    assert failure_line(summary, "x.yaml", Path("s")) == (
+        "3 of 6 cells failed (2 crash, 1 oom); see `ablate status x.yaml --state-dir s`; Ray's log: s/logs/x-1.log")
+    summary.statuses = {"a": "finished", "d": "diverged"}
+    assert failure_line(summary, "x.yaml", Path("s")) is None
