@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ._options import cluster_options, state_dir_option, tracking_option, yes_option
-from .cmd_run import sweep_command
+from .cmd_run import max_retries_option, sweep_command
 
 
 @click.command("resume")
@@ -14,6 +14,7 @@ from .cmd_run import sweep_command
 @tracking_option
 @cluster_options
 @yes_option
+@max_retries_option
 def command(**kwargs: object) -> None:
     """Continue an experiment: finished cells are kept, interrupted ones resume from their checkpoint.
 

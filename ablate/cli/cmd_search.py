@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ._options import cluster_options, confirm_size, load, state_dir_option, tracking_option, yes_option
+from .cmd_run import failure_line, max_retries_option
 
 
 @click.command("search")
@@ -13,8 +16,9 @@ from ._options import cluster_options, confirm_size, load, state_dir_option, tra
 @tracking_option
 @cluster_options
 @yes_option
+@max_retries_option
 def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_per_trial,  # type: ignore[no-untyped-def]
-            max_concurrent, yes) -> None:
+            max_concurrent, yes, max_retries) -> None:
     """Tune hyperparameters with Optuna (TPE) on Ray Tune, one study per base cell of the grid.
 
     \b
@@ -22,7 +26,8 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
 
     The file needs a `search:` section: metric (val/psnr), mode (max), num_samples, space
     ({train.optimizer.lr: {type: loguniform, low: 1e-4, high: 2e-3}}), scheduler (asha | none).
-    More than 500 trials in all ask first (--yes starts them).
+    More than 500 trials in all ask first (--yes starts them). Exit status 1 when a trial failed or
+    the search was interrupted (trials stopped early by ASHA are results).
     """
     from ablate.tune import SweepOptions, run_search
 
@@ -30,6 +35,11 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
     confirm_size(spec, state_dir, tracking_uri, yes, trials_per_cell=spec.search.num_samples if spec.search else 1)
     summary = run_search(spec, SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                                            max_concurrent=max_concurrent, dashboard=False))
+                                            max_concurrent=max_concurrent, dashboard=False, max_retries=max_retries))
     click.echo(f"{spec.name}: {len(summary.statuses)} trials in {summary.wall_s:.0f} s; "
                f"MLflow {summary.tracking_uri}")
+    line = failure_line(summary, file, state_dir)
+    if line:
+        click.echo(line)
+    if any(status in ("failed", "killed") for status in summary.statuses.values()):
+        sys.exit(1)

@@ -13,7 +13,17 @@ from ablate.errors import AblateError
 from ablate.naming import safe_name
 from ablate.status import CellStatus
 
-from ._base import Setup, SweepOptions, SweepSummary, init_ray, prepare, ray_run_name, trial_resources
+from ._base import (
+    Setup,
+    SweepOptions,
+    SweepSummary,
+    init_ray,
+    max_retries,
+    prepare,
+    ray_output_to,
+    ray_run_name,
+    trial_resources,
+)
 
 if TYPE_CHECKING:
     from ablate.spec import CellSpec, ExperimentSpec
@@ -48,7 +58,7 @@ def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSu
     try:
         init_ray(opts.address, None)
         callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, setup.ckpt_root,
-                                 stream=setup.stream)
+                                 stream=setup.stream, max_retries=max_retries(spec, opts))
         _fit(spec, opts, setup, todo, callback)
     except KeyboardInterrupt:
         status = "KILLED"
@@ -96,11 +106,12 @@ def _fit(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, todo: list[Cell
             trial_name_creator=lambda t: t.config["cell_id"],
             trial_dirname_creator=lambda t: t.config["cell_id"],
         ),
+        # a trial whose worker dies is started again; it resumes from the cell's own checkpoint
         run_config=RunConfig(name=ray_run_name(spec.name), storage_path=str(setup.state_dir / "ray"), verbose=0,
-                             callbacks=[callback], failure_config=FailureConfig(max_failures=0),
+                             callbacks=[callback], failure_config=FailureConfig(max_failures=callback.max_retries),
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), ray_output_to(setup.log_file):
         warnings.simplefilter("ignore")
         tuner.fit()
 
@@ -112,6 +123,8 @@ def _finish(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, summary: Swe
     if callback is not None:
         callback.close()
         summary.statuses = callback.statuses()
+        summary.failures = {cid: f.value for cid, f in callback.failures.items()}
+        summary.log_file = setup.log_file if setup.log_file.exists() else None
         summary.cell_s = dict(callback.cell_seconds)
         if status == "FINISHED" and CellStatus.KILLED in summary.statuses.values():
             status = "KILLED"  # Ray Tune turns Ctrl-C into a graceful stop, not an exception

@@ -1,4 +1,9 @@
-"""What runs inside a Ray worker: one cell through the trial engine, reported via ``tune.report``."""
+"""What runs inside a Ray worker: one cell through the trial engine, reported via ``tune.report``.
+
+A trial finds its checkpoint by cell id under the checkpoint root, so a cell retried after its worker
+died (or run again by a later sweep) continues from there; it then first reports the history the
+checkpoint holds (one ``REPLAY`` result), so points the driver never wrote reach MLflow after all.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,15 @@ from typing import Any
 
 from ray import tune
 
-from ablate.errors import AblateError
 from ablate.status import CellStatus
 from ablate.train import flatten_traces
 
+from ._failure import in_trial
+
 # keys of our own in a result dict (Ray adds its own: training_iteration, time_this_iter_s, …)
 STEP, STATUS, REASON, FINAL, CELL = "ablate/step", "ablate/status", "ablate/reason", "ablate/final", "ablate/cell"
+REPLAY = "ablate/replay"  # the checkpoint's history: [{"step": s, <metric>: v, …}, …]
+FAILURE, TRACEBACK = "ablate/failure", "ablate/traceback"  # why a cell failed, and where (final result)
 
 
 class RayReporter:
@@ -27,6 +35,12 @@ class RayReporter:
     def report(self, step: int, metrics: dict[str, float], traces: Any = None, checkpoint: Path | None = None
                ) -> None:
         tune.report({STEP: step, CELL: self.cell_id, **metrics, **flatten_traces(traces)})
+
+    def replay(self, history: list[dict[str, Any]]) -> None:
+        """Report again, in one result, every point a resumed cell reported before its checkpoint (no
+        ``STEP``: schedulers and searchers see no new progress in it)."""
+        if history:
+            tune.report({CELL: self.cell_id, REPLAY: history})
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -51,43 +65,61 @@ def cell_of(config: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[st
 
 
 def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_root: str, threads: int) -> None:
-    """The Ray trainable: resolve the cell, resume from its checkpoint if one exists, run it."""
+    """The Ray trainable: resolve the cell, resume from its checkpoint if one exists, run it.
+
+    An exception in the cell's code ends it ``failed`` (class ``crash`` or ``oom``) with its traceback
+    in the final result: it is not retried, since it would raise again. Only a worker that dies (which
+    no code here sees) reaches Ray as an error, and Ray retries it from the checkpoint.
+    """
     import torch
 
     from ablate.spec import CellSpec
-    from ablate.train import CHECKPOINT_FILE, load_checkpoint, run_cell
+    from ablate.train import Trainer
 
     os.environ.pop("MLFLOW_RUN_ID", None)
     torch.set_num_threads(max(1, threads))
-    status, reason, summary = CellStatus.FAILED, "", {}
+    status, reason, summary, failure, trace = CellStatus.FAILED, "", {}, "", ""
     cell_id = config.get("cell_id", "?")
+    spec = None
     try:
         spec = CellSpec.from_config(cell_of(config, cells))
         cell_id = spec.id
+        reporter = RayReporter(cell_id)
         ckpt_dir = Path(ckpt_root) / cell_id
-        resume = None
-        if (ckpt_dir / CHECKPOINT_FILE).exists():
-            try:
-                if load_checkpoint(ckpt_dir)["step"] < spec.train.steps:
-                    resume = ckpt_dir
-                else:  # a finished cell run again (--force): start over
-                    shutil.rmtree(ckpt_dir)
-            except Exception:
-                shutil.rmtree(ckpt_dir, ignore_errors=True)
-        result = run_cell(spec, RayReporter(cell_id), checkpoint_dir=ckpt_dir, resume_from=resume)
+        trainer = Trainer(spec, reporter, checkpoint_dir=ckpt_dir)
+        state = _checkpoint_state(ckpt_dir)
+        if state is not None:
+            trainer.state.load_state_dict(state)
+            reporter.replay(trainer.state.history)
+        result = trainer.run()
         status, reason, summary = CellStatus(result.status), result.reason, result.summary
-    except AblateError as err:
-        reason = str(err)
-    except Exception as err:  # a crashing cell is recorded as failed; the sweep goes on
-        tb = traceback.extract_tb(err.__traceback__)
-        where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        reason = f"{type(err).__name__}: {err}{where}"
+    except Exception as err:  # the cell is recorded as failed; the sweep goes on
+        failed_as, reason = in_trial(err, spec)
+        failure, trace = failed_as.value, "".join(traceback.format_exception(err))
     # the status travels as its plain string: results cross process boundaries and Ray may serialize them
     final = {STEP: int(summary.get("steps", 0)), CELL: cell_id, FINAL: 1, STATUS: status.value,
-             REASON: reason[:2000], **summary}
+             REASON: reason[:2000], FAILURE: failure, TRACEBACK: trace, **summary}
     if "final/psnr" in summary:  # searchers and schedulers read the last result's val/psnr
         final["val/psnr"], final["val/ssim"] = summary["final/psnr"], summary["final/ssim"]
     tune.report(final)
+
+
+def _checkpoint_state(ckpt_dir: Path) -> dict[str, Any] | None:
+    """The cell's checkpoint, or None to start from step 0 (an unreadable one is removed).
+
+    A checkpoint at the last step is resumed too: the driver may have died after the cell finished but
+    before it recorded that; the cell then only evaluates again. (``--force`` removes checkpoints first.)
+    """
+    from ablate.errors import AblateError
+    from ablate.train import CHECKPOINT_FILE, load_checkpoint
+
+    if not (ckpt_dir / CHECKPOINT_FILE).exists():
+        return None
+    try:
+        return load_checkpoint(ckpt_dir)
+    except AblateError:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return None
 
 
 def trainable(cells: dict[str, dict[str, Any]], ckpt_root: Path, cpus: float, gpus: float) -> Any:
