@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from ablate.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_FLOAT_MODES = ("F", "F;16", "F;32")
 
 _CACHE: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
 _CACHE_BYTES = 0
@@ -78,9 +79,14 @@ def decode_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            return np.ascontiguousarray(_to_rgb8(img))
+            mode = img.mode
+            arr = None if mode in _FLOAT_MODES else np.ascontiguousarray(_to_rgb8(img))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+    if arr is None:  # Pillow's conversion would clip [0, 1] floats to black: no image, silently
+        raise DataError(f"{path}: floating-point pixels (mode {mode}) have no 8-bit rule; save it as an "
+                        f"8- or 16-bit image")
+    return arr
 
 
 def read_image(path: str | Path) -> np.ndarray:

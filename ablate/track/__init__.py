@@ -13,6 +13,7 @@ importing it is cheap); cell statuses are :class:`ablate.status.CellStatus`.
 
 from __future__ import annotations
 
+from ._artifacts import artifact_text, download_artifact
 from ._identity import cell_run_identity, cell_run_name
 from ._store import RunStore, latest_per_cell
 from ._tracker import Tracker, git_commit, safe_key
@@ -29,10 +30,12 @@ __all__ = [
     "DEFAULT_STATE_DIR",
     "RunStore",
     "Tracker",
+    "artifact_text",
     "cell_run_identity",
     "cell_run_name",
     "default_state_dir",
     "default_tracking_uri",
+    "download_artifact",
     "git_commit",
     "latest_per_cell",
     "normalize_tracking_uri",

@@ -10,7 +10,8 @@ This is the only subpackage that imports ``ray``.
 from __future__ import annotations
 
 from ._base import SweepOptions, SweepSummary
+from ._eval import RayEvalRunner
 from ._search import run_search
 from ._sweep import run_sweep
 
-__all__ = ["SweepOptions", "SweepSummary", "run_search", "run_sweep"]
+__all__ = ["RayEvalRunner", "SweepOptions", "SweepSummary", "run_search", "run_sweep"]
