@@ -6,6 +6,11 @@
 
 The cache keeps decoded images up to ``ABLATE_IMAGE_CACHE_MB`` (default 2048) per process, least
 recently used first out, keyed by path, size and mtime so an edited file is read again.
+
+To 8-bit RGB: grayscale and palette images become three equal channels; 16-bit (and 32-bit integer)
+grayscale is scaled, v · 255 / 65535, and rounded (one whose values all fit in 8 bits is taken as
+8-bit); 16-bit RGB(A) keeps the high byte (Pillow's decoder); alpha is composited on white;
+floating-point images are refused (DataError naming the file).
 """
 
 from __future__ import annotations

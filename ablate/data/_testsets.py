@@ -15,10 +15,10 @@ The rule: a test set is any registered dataset; its *validation* images are the 
 - ``paired``: every LQ/GT pair of ``lq``/``gt``, likewise.
 
 Images are read by the training reader (``ablate.data.read_image``): grayscale and palette images
-become 3 equal channels; 16-bit grayscale is rounded to 8 bits (value · 255 / 65535), 16-bit RGB(A)
-keeps Pillow's high byte; alpha is composited on white. Floating-point images are refused in one
-line naming the file. Sizes are cropped (bottom/right) to a multiple of the task's scale, as
-published SR numbers are computed.
+become 3 equal channels; 16-bit grayscale is rounded to 8 bits (value · 255 / 65535, unless every
+value fits in 8 bits), 16-bit RGB(A) keeps Pillow's high byte; alpha is composited on white.
+Floating-point images are refused in one line naming the file. Sizes are cropped (bottom/right) to a
+multiple of the task's scale, as published SR numbers are computed.
 """
 
 from __future__ import annotations

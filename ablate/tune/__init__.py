@@ -4,6 +4,7 @@
     from ablate.tune import run_sweep
     summary = run_sweep(load_experiment("experiments/quickstart.yaml"))
 
+``RayEvalRunner`` runs ``ablate eval``'s jobs (``ablate.evaluate``) as Ray tasks, one per cell.
 This is the only subpackage that imports ``ray``.
 """
 
