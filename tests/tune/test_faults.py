@@ -189,14 +189,23 @@ class Driver:
                                          cwd=cwd, stdout=out, stderr=err)
 
     def wait(self, what: str, cond: Callable[[], Any]) -> Any:
-        """``cond()``'s first true value; fails at once when the driver exits before that."""
-        return _wait(what, lambda: cond() or (self.proc.poll() is not None and self._died(what)))
+        """``cond()``'s first true value, or ``"ended"`` when the driver finished cleanly first (a fast
+        machine can finish a resumed segment before the point is seen; the histories are checked
+        either way); fails at once when the driver exits with an error."""
+        def check() -> Any:
+            value = cond()
+            if value or self.proc.poll() is None:
+                return value
+            return "ended" if self.proc.returncode == 0 else self._died(what)
+
+        return _wait(what, check)
 
     def _died(self, what: str) -> None:
         raise AssertionError(f"the driver exited before {what}: {self.out.read_text()}{self.err.read_text()}")
 
     def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
         # Ray kills a dead driver's trials; wait for that, or a resumed cell would have two writers
         _wait("the killed driver's trials to end", lambda: not _descendants_titled("ray::ImplicitFunc"), 60)
