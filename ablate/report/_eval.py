@@ -16,8 +16,6 @@ seed cannot rank variants (the README's quickstart shows single-seed PSNR moving
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -28,7 +26,7 @@ from typing import Any
 from ablate.track import artifact_text
 
 from ._data import Cells, field_value
-from ._table import Entry, fmt
+from ._table import Entry, fmt, records_csv
 
 # eval/<set>/<metric>[_<precision or input>]
 _KEY = re.compile(r"^eval/(?P<set>[^/]+)/(?P<metric>psnr|ssim)(?:_(?P<kind>fp16|bf16|input))?$")
@@ -102,14 +100,7 @@ class EvalTable:
         return out
 
     def to_csv(self) -> str:
-        buf = io.StringIO()
-        recs = self.records()
-        writer = csv.DictWriter(buf, fieldnames=list(recs[0]) if recs else ["row"], lineterminator="\n")
-        writer.writeheader()
-        for r in recs:
-            writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
-                                 repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-        return buf.getvalue()
+        return records_csv(self.records())
 
     def to_markdown(self) -> str:
         head = ["variant", "n", *(f"{g.label} {c.header}" for g in self.groups for c in self.columns)]

@@ -161,14 +161,7 @@ class AblationTable:
         return out
 
     def to_csv(self) -> str:
-        buf = io.StringIO()
-        recs = self.records()
-        writer = csv.DictWriter(buf, fieldnames=list(recs[0]) if recs else ["row"], lineterminator="\n")
-        writer.writeheader()
-        for r in recs:
-            writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
-                                 repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-        return buf.getvalue()
+        return records_csv(self.records())
 
     def _title(self) -> str:
         unit = f" ({self.spec.unit})" if self.spec.unit else ""
@@ -355,3 +348,14 @@ def _confounds(cells: Cells, spec: TableSpec) -> list[str]:
             if len({p.get(k) for p in params_list}) > 1:
                 varying.add(k)
     return sorted(varying)
+
+
+def records_csv(recs: list[dict[str, Any]]) -> str:
+    """Records as CSV: NaN as an empty field, other floats at full precision (``repr``)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(recs[0]) if recs else ["row"], lineterminator="\n")
+    writer.writeheader()
+    for r in recs:
+        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
+                             repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
