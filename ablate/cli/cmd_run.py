@@ -7,18 +7,20 @@ from pathlib import Path
 
 import click
 
-from ._options import cluster_options, load, state_dir_option, tracking_option
+from ._options import cluster_options, load, state_dir_option, storage_options, tracking_option
 
 
 def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address: str | None,
                   cpus_per_trial: float | None, gpus_per_trial: float | None, max_concurrent: int | None,
+                  storage: str | None, storage_endpoint: str | None, keep_checkpoints: int,
                   force: bool, dashboard: bool) -> None:
     from ablate.tune import SweepOptions, run_sweep
 
     spec = load(file)
     opts = SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                        max_concurrent=max_concurrent, force=force, dashboard=dashboard)
+                        max_concurrent=max_concurrent, storage=storage, storage_endpoint=storage_endpoint,
+                        keep_checkpoints=keep_checkpoints, force=force, dashboard=dashboard)
     summary = run_sweep(spec, opts)
     counts: dict[str, int] = {}
     for status in summary.statuses.values():
@@ -38,6 +40,7 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
 @state_dir_option
 @tracking_option
 @cluster_options
+@storage_options
 @click.option("--force", is_flag=True, help="Rerun cells that already finished.")
 @click.option("--no-dashboard", "dashboard", flag_value=False, default=True,
               help="Do not build the dashboard at the end.")
@@ -47,6 +50,7 @@ def command(**kwargs: object) -> None:
     \b
         ablate run experiments/quickstart.yaml
         ablate run experiments/paper/hat-mini-sr.yaml --address auto --gpus-per-trial 1
+        ablate run experiments/quickstart.yaml --address head:6379 --storage s3://team/ablate
 
     Cells that already finished in the same MLflow experiment are skipped (extend a grid and only
     the new cells run); cells that were interrupted resume from their last checkpoint. Exit status 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import cluster_options, load, state_dir_option, tracking_option
+from ._options import cluster_options, load, state_dir_option, storage_options, tracking_option
 
 
 @click.command("search")
@@ -12,8 +12,9 @@ from ._options import cluster_options, load, state_dir_option, tracking_option
 @state_dir_option
 @tracking_option
 @cluster_options
+@storage_options
 def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_per_trial,  # type: ignore[no-untyped-def]
-            max_concurrent) -> None:
+            max_concurrent, storage, storage_endpoint, keep_checkpoints) -> None:
     """Tune hyperparameters with Optuna (TPE) on Ray Tune, one study per base cell of the grid.
 
     \b
@@ -27,6 +28,8 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
     spec = load(file)
     summary = run_search(spec, SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                                            max_concurrent=max_concurrent, dashboard=False))
+                                            max_concurrent=max_concurrent, storage=storage,
+                                            storage_endpoint=storage_endpoint,
+                                            keep_checkpoints=keep_checkpoints, dashboard=False))
     click.echo(f"{spec.name}: {len(summary.statuses)} trials in {summary.wall_s:.0f} s; "
                f"MLflow {summary.tracking_uri}")

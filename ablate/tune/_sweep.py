@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 import warnings
@@ -40,12 +39,12 @@ def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSu
     summary = SweepSummary(spec.name, parent, tracker.tracking_uri, skipped=skipped)
     if opts.force:
         for c in setup.cells:
-            shutil.rmtree(setup.ckpt_root / c.id, ignore_errors=True)
+            setup.store.delete(c.id)
     status = "FINISHED"  # the sweep run's MLflow state
     callback = None
     try:
         init_ray(opts.address, None)
-        callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, setup.ckpt_root,
+        callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, setup.store,
                                  stream=setup.stream)
         _fit(spec, opts, setup, todo, callback)
     except KeyboardInterrupt:
@@ -83,8 +82,9 @@ def _fit(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, todo: list[Cell
     cpus, gpus, max_conc = trial_resources(spec, opts)
     setup.stream.write(f"running {len(todo)} cells of {spec.name!r} on Ray ({cpus:g} CPU"
                        f"{f', {gpus:g} GPU' if gpus else ''} per cell); MLflow: {setup.tracker.tracking_uri}\n")
+    storage_path, storage_fs = setup.store.ray_storage()
     tuner = Tuner(
-        trainable({c.id: c.to_config() for c in todo}, setup.ckpt_root, cpus, gpus),
+        trainable({c.id: c.to_config() for c in todo}, setup.store, cpus, gpus),
         param_space={"cell_id": tune.grid_search([c.id for c in todo])},
         tune_config=TuneConfig(
             max_concurrent_trials=max_conc,
@@ -94,8 +94,11 @@ def _fit(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, todo: list[Cell
             trial_name_creator=lambda t: t.config["cell_id"],
             trial_dirname_creator=lambda t: t.config["cell_id"],
         ),
-        run_config=RunConfig(name=ray_run_name(spec.name), storage_path=str(setup.state_dir / "ray"), verbose=0,
-                             callbacks=[callback], failure_config=FailureConfig(max_failures=0),
+        run_config=RunConfig(name=ray_run_name(spec.name), storage_path=storage_path,
+                             storage_filesystem=storage_fs, verbose=0, callbacks=[callback],
+                             # a trial whose node died runs again, from its checkpoint in storage
+                             # (stand-in until resources.max_retries from branch i9-core lands)
+                             failure_config=FailureConfig(max_failures=3),
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
     with warnings.catch_warnings():

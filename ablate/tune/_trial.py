@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
 from ablate.errors import AblateError
 from ablate.status import CellStatus
 from ablate.train import flatten_traces
+
+if TYPE_CHECKING:
+    from ._storage import CheckpointStore
 
 # keys of our own in a result dict (Ray adds its own: training_iteration, time_this_iter_s, …)
 STEP, STATUS, REASON, FINAL, CELL = "ablate/step", "ablate/status", "ablate/reason", "ablate/final", "ablate/cell"
@@ -21,12 +23,15 @@ STEP, STATUS, REASON, FINAL, CELL = "ablate/step", "ablate/status", "ablate/reas
 class RayReporter:
     """Turns trial-engine reports into ``tune.report`` calls (one per reported step)."""
 
-    def __init__(self, cell_id: str) -> None:
+    def __init__(self, cell_id: str, store: CheckpointStore) -> None:
         self.cell_id = cell_id
+        self.store = store
 
     def report(self, step: int, metrics: dict[str, float], traces: Any = None, checkpoint: Path | None = None
                ) -> None:
         tune.report({STEP: step, CELL: self.cell_id, **metrics, **flatten_traces(traces)})
+        if checkpoint is not None:  # after the report: a retry from it never skips this step's metrics
+            self.store.commit(self.cell_id, checkpoint, step)
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -50,12 +55,13 @@ def cell_of(config: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[st
     return apply_overrides(cells[config["base"]], {k: v for k, v in config.items() if k != "base"})
 
 
-def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_root: str, threads: int) -> None:
+def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], store: CheckpointStore, threads: int
+               ) -> None:
     """The Ray trainable: resolve the cell, resume from its checkpoint if one exists, run it."""
     import torch
 
     from ablate.spec import CellSpec
-    from ablate.train import CHECKPOINT_FILE, load_checkpoint, run_cell
+    from ablate.train import run_cell
 
     os.environ.pop("MLFLOW_RUN_ID", None)
     torch.set_num_threads(max(1, threads))
@@ -64,17 +70,11 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_ro
     try:
         spec = CellSpec.from_config(cell_of(config, cells))
         cell_id = spec.id
-        ckpt_dir = Path(ckpt_root) / cell_id
-        resume = None
-        if (ckpt_dir / CHECKPOINT_FILE).exists():
-            try:
-                if load_checkpoint(ckpt_dir)["step"] < spec.train.steps:
-                    resume = ckpt_dir
-                else:  # a finished cell run again (--force): start over
-                    shutil.rmtree(ckpt_dir)
-            except Exception:
-                shutil.rmtree(ckpt_dir, ignore_errors=True)
-        result = run_cell(spec, RayReporter(cell_id), checkpoint_dir=ckpt_dir, resume_from=resume)
+        # the cell's latest checkpoint from storage, wherever this trial runs (a retry: another node)
+        ckpt_dir, resume = store.checkout(cell_id, spec.train.steps)
+        result = run_cell(spec, RayReporter(cell_id, store), checkpoint_dir=ckpt_dir, resume_from=resume)
+        if result.checkpoint is not None:  # the final checkpoint and samples: stored before the final report
+            store.commit(cell_id, result.checkpoint, result.step, final=True)
         status, reason, summary = CellStatus(result.status), result.reason, result.summary
     except AblateError as err:
         reason = str(err)
@@ -90,9 +90,9 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_ro
     tune.report(final)
 
 
-def trainable(cells: dict[str, dict[str, Any]], ckpt_root: Path, cpus: float, gpus: float) -> Any:
-    """:func:`cell_trial` as Ray Tune runs it: the cell configs carried by ``tune.with_parameters``
-    (in Ray's object store, not in every trial's config), with each trial's resources."""
+def trainable(cells: dict[str, dict[str, Any]], store: CheckpointStore, cpus: float, gpus: float) -> Any:
+    """:func:`cell_trial` as Ray Tune runs it: the cell configs and the checkpoint store carried by
+    ``tune.with_parameters`` (in Ray's object store, not in every trial's config), with each trial's resources."""
     return tune.with_resources(
-        tune.with_parameters(cell_trial, cells=cells, ckpt_root=str(ckpt_root), threads=int(max(1, cpus))),
+        tune.with_parameters(cell_trial, cells=cells, store=store, threads=int(max(1, cpus))),
         {"cpu": cpus, "gpu": gpus})

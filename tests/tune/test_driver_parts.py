@@ -8,7 +8,8 @@ from pathlib import Path
 from ablate.spec import load_experiment
 from ablate.status import CellStatus
 from ablate.tune import SweepSummary
-from ablate.tune._base import checkpoint_root, ray_run_name
+from ablate.tune._base import ray_run_name
+from ablate.tune._storage import CheckpointStore
 
 
 def test_a_sweep_is_ok_when_every_cell_finished_or_diverged() -> None:
@@ -20,8 +21,11 @@ def test_a_sweep_is_ok_when_every_cell_finished_or_diverged() -> None:
 
 
 def test_folder_and_run_names_keep_plain_names_and_stay_inside_the_state_folder(tmp_path: Path) -> None:
-    assert checkpoint_root(tmp_path, "quickstart") == tmp_path / "checkpoints" / "quickstart"
-    assert checkpoint_root(tmp_path, "../../x").parent == tmp_path / "checkpoints"
+    store = CheckpointStore.open(None, tmp_path, "quickstart")
+    assert Path(store.cell_path("c0ffee")) == tmp_path.resolve() / "checkpoints" / "quickstart" / "c0ffee"
+    assert Path(store.ray_storage()[0]) == tmp_path.resolve() / "ray" and store.ray_storage()[1] is None
+    outside = CheckpointStore.open(None, tmp_path, "../../x").cell_path("c")
+    assert Path(outside).parent.parent == tmp_path.resolve() / "checkpoints"
     assert ray_run_name("norm ablation/v2", "search", "3fa2c1d0e9").startswith("norm-ablation-v2-search-3fa2c1d0e9-")
 
 
