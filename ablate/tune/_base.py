@@ -169,6 +169,8 @@ def _refusal(address: str, err: BaseException, said: str) -> str:
     where = f"cannot join the Ray cluster at {address}"
     if isinstance(err, AuthenticationError):
         return f"{where}: token authentication is on but there is no token here (set {_TOKEN_SOURCES})"
+    if ("InvalidAuthToken" in said or "Unauthenticated" in said) and os.environ.get("RAY_AUTH_MODE") != "token":
+        return f"{where}: it needs a token and there is none here (set {_TOKEN_SOURCES})"
     if "InvalidAuthToken" in said or "Unauthenticated" in said:
         return (f"{where}: it refused this machine's token (check {_TOKEN_SOURCES}: the cluster's own token, "
                 "`ray get-auth-token` on its head)")

@@ -35,6 +35,7 @@ def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSu
     if not todo:  # nothing to run: no empty sweep run in MLflow
         return SweepSummary(spec.name, "", tracker.tracking_uri, dict.fromkeys(skipped, CellStatus.FINISHED),
                             skipped, time.perf_counter() - t_start, tracker.log_time)
+    init_ray(opts.address, None)  # before MLflow is written to: a cluster that refuses us leaves no trace
     parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(setup.cells))
     summary = SweepSummary(spec.name, parent, tracker.tracking_uri, skipped=skipped)
     if opts.force:
@@ -43,7 +44,6 @@ def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSu
     status = "FINISHED"  # the sweep run's MLflow state
     callback = None
     try:
-        init_ray(opts.address, None)
         callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, setup.store,
                                  stream=setup.stream)
         _fit(spec, opts, setup, todo, callback)
