@@ -10,19 +10,20 @@ import warnings
 
 import click
 
-KINDS = ("norms", "backbones", "tasks", "datasets")
+KINDS = ("norms", "backbones", "tasks", "datasets", "regularizers")
 _COLUMNS = ("kind", "key", "source", "version", "description")
 
 
 @click.command("plugins")
 @click.option("--kind", type=click.Choice(KINDS), default=None,
-              help="List only this kind of component (default: all four).")
+              help="List only this kind of component (default: all of them).")
 def command(kind: str | None) -> None:
     """List every component and the distribution (with version) that provides it.
 
     \b
-        ablate plugins                  # norms, backbones, tasks and datasets
-        ablate plugins --kind norms     # the norm variants an experiment's grid can name
+        ablate plugins                        # norms, backbones, tasks, datasets and regularizers
+        ablate plugins --kind norms           # the norm variants an experiment's grid can name
+        ablate plugins --kind regularizers    # what train.regularizer can name
 
     One row per component: kind, key, source distribution ("ablate" for built-ins), version and the
     first paragraph of its docstring.

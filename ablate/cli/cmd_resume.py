@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import cluster_options, state_dir_option, storage_options, tracking_option
+from ._options import cluster_options, state_dir_option, storage_options, tracking_option, yes_option
 from .cmd_run import sweep_command
 
 
@@ -14,12 +14,14 @@ from .cmd_run import sweep_command
 @tracking_option
 @cluster_options
 @storage_options
+@yes_option
 def command(**kwargs: object) -> None:
     """Continue an experiment: finished cells are kept, interrupted ones resume from their checkpoint.
 
     \b
         ablate resume experiments/quickstart.yaml
 
-    The same as `ablate run FILE` without --force; it exists so the intent reads clearly.
+    The same as `ablate run FILE` without --force; it exists so the intent reads clearly. Cells left
+    running by a driver that is gone (`ablate status` shows them stale) are recorded as killed first.
     """
     sweep_command(force=False, dashboard=True, **kwargs)  # type: ignore[arg-type]

@@ -7,16 +7,25 @@ from pathlib import Path
 
 import click
 
-from ._options import cluster_options, load, state_dir_option, storage_options, tracking_option
+from ._options import (
+    cluster_options,
+    confirm_size,
+    load,
+    state_dir_option,
+    storage_options,
+    tracking_option,
+    yes_option,
+)
 
 
 def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address: str | None,
                   cpus_per_trial: float | None, gpus_per_trial: float | None, max_concurrent: int | None,
                   storage: str | None, storage_endpoint: str | None, keep_checkpoints: int,
-                  force: bool, dashboard: bool) -> None:
+                  force: bool, dashboard: bool, yes: bool) -> None:
     from ablate.tune import SweepOptions, run_sweep
 
     spec = load(file)
+    confirm_size(spec, state_dir, tracking_uri, yes)
     opts = SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                         max_concurrent=max_concurrent, storage=storage, storage_endpoint=storage_endpoint,
@@ -44,6 +53,7 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
 @click.option("--force", is_flag=True, help="Rerun cells that already finished.")
 @click.option("--no-dashboard", "dashboard", flag_value=False, default=True,
               help="Do not build the dashboard at the end.")
+@yes_option
 def command(**kwargs: object) -> None:
     """Run every cell of an experiment on Ray Tune and log it to MLflow.
 
@@ -54,6 +64,7 @@ def command(**kwargs: object) -> None:
 
     Cells that already finished in the same MLflow experiment are skipped (extend a grid and only
     the new cells run); cells that were interrupted resume from their last checkpoint. Exit status 1
-    when a cell failed.
+    when a cell failed. A grid of more than 500 cells asks first (--yes starts it). One driver at a
+    time per experiment and store: a second is refused while the first is alive.
     """
     sweep_command(**kwargs)  # type: ignore[arg-type]

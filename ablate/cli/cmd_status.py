@@ -25,6 +25,10 @@ def command(file: str, state_dir: Path, tracking_uri: str | None) -> None:
 
     \b
         ablate status experiments/quickstart.yaml
+
+    A cell whose sweep's driver is gone (killed, its host lost) shows as `stale (driver gone since
+    <time>)` rather than running; the next `ablate run` or `ablate resume` records it as killed and
+    continues it from its checkpoint.
     """
     from ablate.norms import resolve_norm
     from ablate.report import table
@@ -39,13 +43,15 @@ def command(file: str, state_dir: Path, tracking_uri: str | None) -> None:
     counts: dict[str, int] = {}
     for c in cells:
         r = runs.get(c.id)
-        status = r["status"] if r else "pending"
+        # "driver gone since …": a running cell of a dead sweep; the next run or resume records it as killed
+        stale = r["stale"] if r else ""
+        status = "stale" if stale else r["status"] if r else "pending"
         counts[status] = counts.get(status, 0) + 1
         m = r["metrics"] if r else {}
         rows.append({
             "cell": c.id, "norm": resolve_norm(c.norm.to_config(), c.rescale).name,
             "backbone": c.backbone.label(), "task": c.task.label(), "seed": str(c.seed),
-            "status": status,
+            "status": f"stale ({stale})" if stale else status,
             "psnr": _fmt(m.get("final/psnr", m.get("val/psnr")), ".2f"),
             "ssim": _fmt(m.get("final/ssim", m.get("val/ssim")), ".4f"),
             "max msq": _fmt(m.get("final/max_msq"), ".3g"),

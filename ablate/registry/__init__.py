@@ -5,7 +5,7 @@
     class MyNorm(Normalizer): ...
 
 Third-party packages register through the entry-point groups ``ablate.norms``, ``ablate.backbones``,
-``ablate.tasks`` and ``ablate.datasets``; they are imported lazily, on first use of their key or when
+``ablate.tasks``, ``ablate.datasets`` and ``ablate.regularizers``; they are imported lazily, on first use of their key or when
 listing, and a plugin that fails to import only warns until an experiment asks for it.
 Set ``ABLATE_DISABLE_PLUGIN_AUTOLOAD=1`` to ignore entry points. Every entry records the distribution
 and version that supplied it; :func:`provenance_tags` turns a cell's components into the tags its
@@ -15,6 +15,7 @@ MLflow run carries.
 from __future__ import annotations
 
 from ._provenance import provenance_tags
-from ._registry import BACKBONES, DATASETS, NORMS, REGISTRIES, TASKS, Entry, Registry
+from ._registry import BACKBONES, DATASETS, NORMS, REGISTRIES, REGULARIZERS, TASKS, Entry, Registry
 
-__all__ = ["BACKBONES", "DATASETS", "NORMS", "REGISTRIES", "TASKS", "Entry", "Registry", "provenance_tags"]
+__all__ = ["BACKBONES", "DATASETS", "NORMS", "REGISTRIES", "REGULARIZERS", "TASKS", "Entry", "Registry",
+           "provenance_tags"]

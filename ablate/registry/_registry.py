@@ -21,6 +21,7 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "backbones": ("ablate.backbones",),
     "tasks": ("ablate.tasks",),
     "datasets": ("ablate.data",),
+    "regularizers": ("ablate.regularizers",),
 }
 
 
@@ -60,7 +61,7 @@ def _ablate_version() -> str:
 
 
 class Registry(Generic[T]):
-    """A name → component mapping for one axis (norms, backbones, tasks, datasets)."""
+    """A name → component mapping for one axis (norms, backbones, tasks, datasets, regularizers)."""
 
     def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind
@@ -261,4 +262,5 @@ NORMS: Registry[Any] = Registry("norms")
 BACKBONES: Registry[Any] = Registry("backbones")
 TASKS: Registry[Any] = Registry("tasks")
 DATASETS: Registry[Any] = Registry("datasets")
-REGISTRIES: dict[str, Registry[Any]] = {r.kind: r for r in (NORMS, BACKBONES, TASKS, DATASETS)}
+REGULARIZERS: Registry[Any] = Registry("regularizers")
+REGISTRIES: dict[str, Registry[Any]] = {r.kind: r for r in (NORMS, BACKBONES, TASKS, DATASETS, REGULARIZERS)}

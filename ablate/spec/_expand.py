@@ -212,13 +212,15 @@ def _varying(cells: Sequence[CellSpec]) -> list[str]:
     if len({c.data for c in cells}) > 1:
         keys.append("data")
     flats = [c.flat_params() for c in cells]
-    for key in flats[0] if flats else ():
+    for key in dict.fromkeys(k for flat in flats for k in flat):  # a cell may lack train.regularizer.*
         if key.startswith(("train.", "probes.")) and len({repr(f.get(key)) for f in flats}) > 1:
             keys.append(key)
     return keys
 
 
 def _value(cell: CellSpec, key: str) -> Any:
+    if key.startswith(("train.", "probes.")):  # dotted_value reads a component's parameters too
+        return dotted_value(cell.train, cell.probes, key)
     obj: Any = cell
     for part in key.split("."):
         obj = getattr(obj, part)

@@ -115,7 +115,7 @@ class ExperimentSpec:
 
 def jsonable(value: Any) -> Any:
     """Plain JSON-able data: components as their YAML config, spec dataclasses as mappings."""
-    if isinstance(value, Component):
+    if isinstance(value, (Component, TrainSpec)):  # TrainSpec leaves out a `none` regularizer
         return value.to_config()
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}

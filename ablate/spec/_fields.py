@@ -15,6 +15,7 @@ A field's type is its default's type (``metadata["kind"]`` when the default is N
 - ``choices``: the allowed values;
 - ``positive``: the value must be > 0; ``non_negative``: ≥ 0;
 - ``nullable``: None is accepted;
+- ``parse``: ``fn(value, path)`` reads the value instead (a registry component: ``train.regularizer``);
 - ``check``: ``(predicate, expected)`` for anything else (``device``: auto, cpu, cuda or cuda:N).
 """
 
@@ -44,7 +45,9 @@ def build_dataclass(cls: Any, raw: Any, where: str) -> Any:
                             hint=did_you_mean(str(key), known).strip(" ()") or None)
         default = getattr(defaults, key)
         path = f"{where}.{key}"
-        if hasattr(default, "__dataclass_fields__"):
+        if "parse" in known[key].metadata:  # a value with its own reader (a registry component)
+            kwargs[key] = known[key].metadata["parse"](value, path)
+        elif hasattr(default, "__dataclass_fields__"):
             kwargs[key] = build_dataclass(type(default), value, path)
         else:
             kwargs[key] = _coerce(value, known[key], default, path)

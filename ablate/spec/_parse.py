@@ -11,6 +11,8 @@ typo fails at load time, not in a trial. docs/schema.md documents every key.
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,25 @@ TOP_LEVEL_KEYS = ("name", "description", "grid", "include", "exclude", "norm", "
                   "task", "seed", "data", "train", "probes", "resources", "tracking", "search")
 # Axes a top-level key can pin for every cell (data too, checked apart: it has a default).
 FIXED_AXES = ("norm", "rescale", "backbone", "task", "seed")
+# The name is the MLflow experiment and, made file-safe (ablate.naming.safe_name), the folder of its
+# checkpoints, artifacts and dashboards in the state folder: file names stop at 255 bytes.
+MAX_NAME = 200
 # data parameters that name folders; made absolute against the YAML file's directory
 DATA_PATH_KEYS = ("path", "val_path", "lq", "gt", "val_lq", "val_gt", "prepared")
 
 Entries = tuple[tuple[tuple[str, Any], ...], ...]
+
+
+def check_name(name: str) -> None:
+    """The experiment name names folders too: printable, at most ``MAX_NAME`` bytes, with a letter
+    or digit (a name of dots and slashes alone would become the fallback folder name)."""
+    if len(name.encode("utf-8")) > MAX_NAME:
+        raise SpecError("name", f"at most {MAX_NAME} bytes of UTF-8 (it names folders in the state folder)",
+                        f"{len(name.encode('utf-8'))} bytes")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise SpecError("name", "printable characters only (no newlines, tabs or control characters)", name)
+    if not re.search(r"[^\W_]", name):
+        raise SpecError("name", "a name with at least one letter or digit", name)
 
 
 class Parser:
@@ -157,6 +174,7 @@ class Parser:
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
             raise SpecError("name", "a non-empty string (the MLflow experiment name)", name)
+        check_name(name)
         description = raw.get("description") or ""
         if not isinstance(description, str):
             raise SpecError("description", "a string", description)

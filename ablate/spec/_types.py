@@ -6,7 +6,8 @@
     print(cell.id, cell.flat_params()["train.optimizer.lr"])
 
 The YAML rules of each train/probes field (choices, ranges, nullability) are its dataclass field
-metadata, read by :func:`ablate.spec.build_dataclass`; docs/schema.md lists them.
+metadata, read by :func:`ablate.spec.build_dataclass`; docs/schema.md lists them. ``omit_default``
+marks a field that enters a cell's config (and id) only when set away from its default.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ablate.errors import SpecError
@@ -96,6 +97,16 @@ def _device(name: str) -> bool:
     return name in ("auto", "cpu", "cuda") or name.startswith("cuda:")
 
 
+def _regularizer(value: Any, where: str) -> Component:
+    """A ``train.regularizer`` value, checked by :mod:`ablate.regularizers` (a registered name, its
+    declared params, converted: ``weight: 0`` and ``weight: 0.0`` are one cell)."""
+    from ablate.regularizers import resolve_regularizer
+
+    comp = value if isinstance(value, Component) else Component.parse(value, where)
+    _, params = resolve_regularizer(value, where=where)
+    return Component(comp.name, _freeze(params))
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     steps: int = field(default=300, metadata={"positive": True})
@@ -109,8 +120,11 @@ class TrainSpec:
     grad_clip: float | None = field(  # max global grad norm; None = off
         default=None, metadata={"kind": float, "nullable": True,
                                 "check": (lambda v: v is None or v > 0, "a positive max norm or null")})
-    # autocast for the forward pass
-    amp: str = field(default="none", metadata={"choices": ("none", "bf16")})
+    # autocast for the forward pass; fp16 adds a gradient scaler (part of the checkpoint), bf16 needs none
+    amp: str = field(default="none", metadata={"choices": ("none", "bf16", "fp16")})
+    # torch.compile the training step (falls back to eager, with one warning, where it fails). In the
+    # id: compiled kernels round differently, and a cell id names one float-exact run (as device does)
+    compile: bool = field(default=False, metadata={"omit_default": True})
     eval_every: int = field(default=100, metadata={"positive": True})
     # 0: only at the end (and when a trial is paused)
     checkpoint_every: int = field(default=0, metadata={"non_negative": True})
@@ -121,6 +135,19 @@ class TrainSpec:
     # validation: centre crops of this HR side (0 = whole images)
     val_size: int = field(default=96, metadata={"non_negative": True})
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+    # a penalty added to the loss ({name: feature_kl, weight: 1e-4}); "parse" reads the YAML value, and
+    # "axes" names the parameters that are dotted axes too (train.regularizer.weight)
+    regularizer: Component = field(default_factory=lambda: Component("none"),
+                                   metadata={"parse": _regularizer, "axes": {"weight": float}})
+
+    def to_config(self) -> dict[str, Any]:
+        """The JSON-able fields; ``regularizer`` only when it is not ``none``, so that a config (and the cell
+        id that hashes it) is the same as before regularizers existed unless the cell names one."""
+        cfg = _plain(_config_of(self))
+        del cfg["regularizer"]  # asdict spells the Component as name + params tuples; its YAML form instead:
+        if self.regularizer.name != "none":
+            cfg["regularizer"] = {"name": self.regularizer.name, **self.regularizer.kwargs}
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -151,8 +178,8 @@ class CellSpec:
             "backbone": self.backbone.to_config(),
             "task": self.task.to_config(),
             "seed": self.seed,
-            "train": _plain(asdict(self.train)),
-            "probes": _plain(asdict(self.probes)),
+            "train": self.train.to_config(),
+            "probes": _plain(_config_of(self.probes)),
             "data": self.data.to_config(),
         }
 
@@ -186,6 +213,17 @@ class CellSpec:
             probes=build_dataclass(ProbeSpec, cfg.get("probes", {}), "probes"),
             data=Component.parse(cfg.get("data", "skimage"), "data"),
         )
+
+
+def _config_of(spec: Any) -> dict[str, Any]:
+    """``asdict(spec)`` less the fields marked ``omit_default`` that hold their default: a field added
+    after cells were run enters a config (and so the cell id) only when set, so every existing cell
+    keeps its id."""
+    out = asdict(spec)
+    for f in fields(spec):
+        if f.metadata.get("omit_default") and out[f.name] == f.default:
+            del out[f.name]
+    return out
 
 
 def _plain(value: Any) -> Any:

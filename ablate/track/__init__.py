@@ -6,6 +6,11 @@
     name, tags = cell_run_identity(cell, "i_ln")           # "i_ln·swinir-tiny·sr-x2·s0", ablate.* tags
     run = tracker.start_cell(parent, cell.id, name, cell.flat_params(), tags)
 
+A driver (``ablate run``, ``resume``, ``search``) first calls ``tracker.claim(name)`` — refused while
+another driver runs the experiment on the store; the runs of a driver that is gone end as killed — and
+starts its sweep with ``driver=True``: a lease (:class:`Lease`, tags ``ablate.driver.*``) kept fresh by
+a :class:`Heartbeat` thread until ``end_sweep``.
+
 What lands where (experiments, runs, tags, descriptions, dataset inputs, params, metrics,
 artifacts) is written down once, in ``docs/mlflow.md``; :func:`experiment_page` links to an
 experiment in MLflow's UI the way ``ablate ui`` does. This is the only subpackage that imports
@@ -16,6 +21,7 @@ experiment in MLflow's UI the way ``ablate ui`` does. This is the only subpackag
 from __future__ import annotations
 
 from ._identity import cell_run_identity, cell_run_name
+from ._lease import Heartbeat, Lease, heartbeat_interval, lease_tags
 from ._store import RunStore, latest_per_cell
 from ._tracker import Tracker, git_commit, safe_key
 from ._ui import experiment_page
@@ -30,6 +36,8 @@ from ._uri import (
 
 __all__ = [
     "DEFAULT_STATE_DIR",
+    "Heartbeat",
+    "Lease",
     "RunStore",
     "Tracker",
     "cell_run_identity",
@@ -38,7 +46,9 @@ __all__ = [
     "default_tracking_uri",
     "experiment_page",
     "git_commit",
+    "heartbeat_interval",
     "latest_per_cell",
+    "lease_tags",
     "normalize_tracking_uri",
     "resolve_tracking_uri",
     "safe_key",

@@ -29,6 +29,7 @@ import numpy as np
 from ablate.status import DONE, CellStatus
 
 from ._client import mlflow_client
+from ._lease import mark_stale
 from ._uri import sqlite_path
 
 # MLflow stores ±inf as ±max float64 (SQL has no infinities); we hand back real infinities.
@@ -63,6 +64,7 @@ def run_record(run_id: str, run_name: str, mlflow_status: str, start_time: int |
         "cell": tags.get("ablate.cell"),
         "status": status,
         "reason": tags.get("ablate.reason", ""),
+        "stale": "",  # "driver gone since …" for a running run whose sweep's driver is gone (RunStore.runs)
         "norm": tags.get("ablate.norm"),
         "pairing": tags.get("ablate.pairing"),
         "parent_run_id": tags.get("mlflow.parentRunId"),
@@ -241,16 +243,20 @@ class RunStore:
         """Every active run of ``experiment`` as a dict, oldest first; ``[]`` when it does not exist.
 
         ``kind``: ``cells`` (runs tagged ``ablate.cell``), ``sweeps`` (parent runs) or ``all``.
-        Keys: run_id, run_name, experiment, cell, status (ablate status), reason, norm, pairing,
+        Keys: run_id, run_name, experiment, cell, status (ablate status), reason, stale, norm, pairing,
         parent_run_id, is_sweep, mlflow_status, start_time, end_time (ms), params (str → str),
-        metrics (latest value per key), tags.
+        metrics (latest value per key), tags. ``stale`` is ``driver gone since <time>`` for a run still
+        ``running`` whose sweep's driver is gone (its next run or resume records it as killed), else "".
         """
         exp = self.experiment(experiment)
         if exp is None:
             return []
         if self._db is not None:
-            return _select(self._runs_sql(exp["id"], experiment), kind)
-        return _select(self._runs_client(exp["id"], experiment), kind)
+            records = self._runs_sql(exp["id"], experiment)
+        else:
+            records = self._runs_client(exp["id"], experiment)
+        mark_stale(records)
+        return _select(records, kind)
 
     def _runs_sql(self, exp_id: str, name: str) -> list[dict[str, Any]]:
         where = "r.experiment_id = ? AND r.lifecycle_stage = 'active'"

@@ -42,10 +42,18 @@ def _load_ema(state: TrainState, value: dict[str, Any] | None) -> None:
         state.ema.load_state_dict(value)
 
 
+def _load_scaler(state: TrainState, value: dict[str, Any]) -> None:
+    if value:  # a disabled scaler (amp none or bf16) saves {}: nothing to restore
+        state.scaler.load_state_dict(value)
+
+
 def _load_loss_acc(state: TrainState, value: tuple[float, int]) -> None:
     state.loss_sum = torch.tensor(value[0], dtype=torch.float64, device=state.loss_sum.device)
     state.loss_n = value[1]
 
+
+# What a checkpoint written before a key existed means by its absence (all of them were amp none or bf16).
+_ADDED_LATER: dict[str, Any] = {"scaler": {}}
 
 # The checkpoint's keys, each listed once: saving and restoring both walk this table, in this order.
 _ENTRIES: dict[str, _Entry] = {
@@ -53,6 +61,7 @@ _ENTRIES: dict[str, _Entry] = {
     "ema": (lambda s: s.ema.state_dict() if s.ema is not None else None, _load_ema),
     "optimizer": _stateful("optimizer"),
     "scheduler": _stateful("scheduler"),
+    "scaler": (lambda s: s.scaler.state_dict(), _load_scaler),  # fp16's loss scale and its growth count
     "rng": (lambda s: rng_state(), lambda s, v: set_rng_state(v)),
     "step": _attribute("step"),
     "history": _attribute("history"),
@@ -86,10 +95,13 @@ class TrainState:
     best_psnr: float = float("-inf")
     last_trace: Trace = field(default_factory=dict)
     loss_n: int = 0
+    # train.amp fp16's gradient scaler; disabled (a pass-through) otherwise
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False))
 
     @classmethod
     def build(cls, model: nn.Module, spec: CellSpec, device: torch.device) -> TrainState:
-        """The state at step 0: ``model`` (already on ``device``), its EMA copy, optimizer and schedule."""
+        """The state at step 0: ``model`` (already on ``device``), its EMA copy, optimizer, schedule and
+        gradient scaler."""
         tr = spec.train
         ema = copy.deepcopy(model).eval().requires_grad_(False) if tr.ema > 0 else None
         opt_cls = torch.optim.AdamW if tr.optimizer.name == "adamw" else torch.optim.Adam
@@ -97,7 +109,7 @@ class TrainState:
                             weight_decay=tr.optimizer.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tr.schedule, tr.steps))
         return cls(model, ema, optimizer, scheduler, torch.zeros((), dtype=torch.float64, device=device),
-                   cell=spec.to_config())
+                   cell=spec.to_config(), scaler=torch.amp.GradScaler(device.type, enabled=tr.amp == "fp16"))
 
     @property
     def eval_model(self) -> nn.Module:
@@ -122,6 +134,7 @@ class TrainState:
         return {key: read(self) for key, (read, _) in _ENTRIES.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = {**_ADDED_LATER, **state}
         missing = [key for key in self.KEYS if key not in state]
         if missing:
             raise AblateError(f"checkpoint: missing {', '.join(missing)} (expected keys {', '.join(self.KEYS)})")

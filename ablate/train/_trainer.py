@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ablate.probes import Probe
+from ablate.regularizers import build_regularizer
 from ablate.spec import CellSpec
 from ablate.status import CellStatus
 
 from ._cell import Cell, pick_device
 from ._checkpoint import load_checkpoint, save_checkpoint
+from ._compile import StepModel
 from ._evaluate import evaluate, reference_psnr
 from ._prefetch import Prefetcher
 from ._reporter import NullReporter, Reporter, Trace
@@ -52,6 +55,11 @@ def _loss_fn(name: str) -> Any:
     if name == "mse":
         return F.mse_loss
     return lambda pred, gt: torch.sqrt((pred - gt) ** 2 + 1e-6).mean()  # charbonnier, eps 1e-3
+
+
+# train.amp → the forward pass's autocast dtype (None: float32 throughout). The norms accumulate their
+# statistics in float32 either way; fp16 also scales the loss (TrainState.scaler), bf16 has fp32's range.
+_AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _finite_trace_guard(trace: Trace, ceiling: float) -> str | None:
@@ -84,7 +92,8 @@ class Trainer:
     (e.g. Ray stopping the trial) propagate. With ``checkpoint_dir`` the whole ``TrainState`` is saved
     every ``train.checkpoint_every`` steps and at the end; ``restore`` continues from such a checkpoint,
     and the run then ends exactly where an uninterrupted one would (the data stream is a pure function
-    of (seed, step)).
+    of (seed, step)). ``train.amp`` autocasts the forward pass (fp16 through the state's gradient
+    scaler); ``train.compile`` compiles the training step only (``StepModel``).
     """
 
     def __init__(self, spec: CellSpec, reporter: Reporter | None = None, checkpoint_dir: Path | None = None
@@ -98,7 +107,13 @@ class Trainer:
         self.t_start = time.perf_counter()
         self.cell = Cell(spec)
         self.state = TrainState.build(self.cell.model.to(self.device), spec, self.device)
+        self.step_model = StepModel(self.state.model, tr.compile)
         self.loss_fn = _loss_fn(tr.loss)
+        # attached after TrainState.build, so the EMA copy carries no hooks; None for `none`: no cost at all
+        self.regularizer = build_regularizer(tr.regularizer)
+        if self.regularizer is not None:
+            self.regularizer.attach(self.state.model)
+        self.reg_value: Tensor | None = None  # the regularizer's value at the last step, for train/reg
         self._probe = Probe(self.state.model, self.cell.probe_lq) if self.cell.probe_lq is not None else None
         self.log_every = max(5, tr.steps // 500)
         # The loss stays on the device between reports: reading it every step would make a GPU wait
@@ -119,6 +134,8 @@ class Trainer:
             status, reason = CellStatus.DIVERGED, str(err)
         finally:
             self.batches.close()
+            if self.regularizer is not None:
+                self.regularizer.detach()
         summary = self.summary(self.final_eval() if status is CellStatus.FINISHED else {})
         ckpt = self.save() if status is CellStatus.FINISHED else None
         if ckpt is not None:
@@ -140,15 +157,9 @@ class Trainer:
         s.step = step
         lq, gt = self.batches.get(step)
         lq, gt = lq.to(self.device, non_blocking=True), gt.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tr.amp == "bf16"):
-            loss = self.loss_fn(s.model(lq).float(), gt)
         s.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = None
-        if tr.grad_clip is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), tr.grad_clip)
-        s.optimizer.step()
-        s.scheduler.step()
+        loss = self.step_model.run(lambda model: self._forward_backward(model, lq, gt))
+        grad_norm = self._apply_gradients()
         s.update_ema(tr.ema)
         s.loss_sum += loss.detach()
         s.loss_n += 1
@@ -156,6 +167,42 @@ class Trainer:
             raise Diverged(f"non-finite loss by step {step}")
         self.timers["train"] += time.perf_counter() - t0
         return grad_norm
+
+    def _forward_backward(self, model: torch.nn.Module, lq: Tensor, gt: Tensor) -> Tensor:
+        """The loss of ``model`` on one batch (forward under ``train.amp``'s autocast), backpropagated."""
+        dtype = _AMP_DTYPES[self.spec.train.amp]
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = self.loss_fn(model(lq).float(), gt)
+        self.state.scaler.scale(self._objective(loss)).backward()  # without fp16, the objective itself
+        return loss
+
+    def _apply_gradients(self) -> Tensor | None:
+        """Clip (with ``train.grad_clip``: its norm is returned), step the optimizer and the schedule."""
+        s, clip = self.state, self.spec.train.grad_clip
+        grad_norm = None
+        if clip is not None:
+            s.scaler.unscale_(s.optimizer)  # clip the true gradients, not fp16's scaled ones
+            grad_norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), clip)
+        s.scaler.step(s.optimizer)  # fp16: skipped when a gradient overflowed, and the scale backs off
+        s.scaler.update()
+        if not s.scaler.is_enabled():
+            s.scheduler.step()
+            return grad_norm
+        with warnings.catch_warnings():
+            # a step the scaler skipped looks to torch like a schedule stepped before its optimizer;
+            # the schedule follows the step count either way
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
+            s.scheduler.step()
+        return grad_norm
+
+    def _objective(self, loss: Tensor) -> Tensor:
+        """What ``step`` differentiates: the data loss plus the regularizer's weighted term. The data loss
+        alone is what ``train/loss`` reports, so cells that differ in the regularizer compare on it."""
+        if self.regularizer is None:
+            return loss
+        reg = self.regularizer.value()
+        self.reg_value = reg.detach()
+        return loss + self.regularizer.weight * reg if self.regularizer.weight else loss
 
     def probe(self, step: int) -> Trace | None:
         """The probe trace when one is due at ``step``; a non-finite or exploding one stops the cell."""
@@ -202,6 +249,8 @@ class Trainer:
         metrics["train/loss"] = s.mean_loss()
         if grad_norm is not None:
             metrics["train/grad_norm"] = float(grad_norm)
+        if self.reg_value is not None:
+            metrics["train/reg"] = float(self.reg_value)
         metrics["train/lr"] = float(s.scheduler.get_last_lr()[0])
         s.loss_sum.zero_()
         s.loss_n = 0

@@ -38,9 +38,12 @@ def run_search(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepS
                           "(metric, mode, num_samples, space) for `ablate search`")
     t0 = time.perf_counter()
     setup = prepare(spec, opts)
+    for note in setup.tracker.claim(spec.name):  # refuses while another driver runs the experiment
+        setup.stream.write(note + "\n")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # not every report carries val/psnr
     init_ray(opts.address, None)  # before MLflow is written to: a cluster that refuses us leaves no trace
-    parent = setup.tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(setup.cells), tags=_TAGS)
+    parent = setup.tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(setup.cells), tags=_TAGS,
+                                       driver=True)
     summary = SweepSummary(spec.name, parent, setup.tracker.tracking_uri)
     callback = SweepCallback(setup.tracker, parent, {c.id: c.to_config() for c in setup.cells}, setup.store,
                              stream=setup.stream, tags=_TAGS)

@@ -30,13 +30,15 @@ def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSu
     opts = opts or SweepOptions()
     t_start = time.perf_counter()
     setup = prepare(spec, opts)
-    todo, skipped = _split_finished(spec, opts, setup)
     tracker = setup.tracker
+    for note in tracker.claim(spec.name):  # refuses while another driver runs the experiment
+        setup.stream.write(note + "\n")
+    todo, skipped = _split_finished(spec, opts, setup)
     if not todo:  # nothing to run: no empty sweep run in MLflow
         return SweepSummary(spec.name, "", tracker.tracking_uri, dict.fromkeys(skipped, CellStatus.FINISHED),
                             skipped, time.perf_counter() - t_start, tracker.log_time)
     init_ray(opts.address, None)  # before MLflow is written to: a cluster that refuses us leaves no trace
-    parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(setup.cells))
+    parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(setup.cells), driver=True)
     summary = SweepSummary(spec.name, parent, tracker.tracking_uri, skipped=skipped)
     if opts.force:
         for c in setup.cells:

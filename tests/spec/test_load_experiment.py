@@ -284,6 +284,26 @@ def test_invalid_files(tmp_path: Path, text: str, path: str, fragment: str) -> N
     assert fragment in str(err)
 
 
+@pytest.mark.parametrize(("name", "fragment"), [
+    ("..", "at least one letter or digit"),
+    ("/", "at least one letter or digit"),
+    ("a\nb", "printable characters only"),
+    ("tab\there", "printable characters only"),
+    ("x" * 201, "at most 200 bytes"),
+    ("é" * 101, "at most 200 bytes"),
+])
+def test_names_that_cannot_name_a_folder(name: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_experiment(_base(name=name))
+    assert info.value.path == "name" and fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_names_with_slashes_and_dots_are_valid() -> None:
+    """A name is an MLflow experiment; where it names a folder it is made file-safe (tests/cli/test_names.py)."""
+    for name in ("../../x", "norm ablation/v2", "/etc/passwd", "x" * 200):
+        assert parse_experiment(_base(name=name)).name == name
+
+
 def test_errors_are_ablate_errors_for_the_cli() -> None:
     with pytest.raises(AblateError):
         parse_experiment({"name": "t", "norm": "nope", "backbone": "swinir-tiny", "task": "sr-x2"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,21 @@ def test_auto_flush_when_the_buffer_fills(tracker: Tracker, monkeypatch: pytest.
     assert sizes == [30]  # flushed once at 30 buffered metrics; None values are skipped
     tracker.flush()
     assert sizes == [30, 10]
+
+
+def test_a_metric_waits_at_most_flush_s_in_the_buffer(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver that is killed loses what it buffered: at most ``flush_s`` seconds of metrics."""
+    parent = tracker.start_sweep("aged", "h", "", [])
+    rid = tracker.start_cell(parent, "cell-d", "d", {}, {})
+    sizes = _spy_batches(tracker, monkeypatch)
+    tracker.flush_s = 0.5
+    tracker.log(rid, {"train/loss": 1.0}, 1)
+    assert sizes == []
+    time.sleep(0.6)
+    tracker.log(rid, {"train/loss": 0.5}, 2)
+    assert sizes == [2]
+    tracker.log(rid, {"train/loss": 0.4}, 3)  # the clock starts again with the next metric
+    assert sizes == [2]
 
 
 @pytest.mark.parametrize(("status", "state"), [("finished", "FINISHED"), ("diverged", "FINISHED"),

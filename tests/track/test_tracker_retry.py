@@ -1,0 +1,215 @@
+"""The writer survives a store that is unreachable for a while: metrics stay buffered, calls retry.
+
+    .venv/bin/python -m pytest tests/track/test_tracker_retry.py
+
+The fast tests make ``log_batch`` fail on a real SQLite store; the slow one stops a real
+``mlflow server`` for ~10 s and starts it again on the same port while a Tracker logs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import ErrorCode
+
+from ablate.track import Tracker
+from ablate.track._client import transient
+
+
+class Outage:
+    """Makes ``tracker.client.log_batch`` fail as a store that is down does, until ``up()``."""
+
+    def __init__(self, tracker: Tracker, monkeypatch: pytest.MonkeyPatch,
+                 code: str = "TEMPORARILY_UNAVAILABLE") -> None:
+        self.real = tracker.client.log_batch
+        self.down = True
+        self.code = code
+        self.attempts = 0
+        monkeypatch.setattr(tracker.client, "log_batch", self)
+
+    def __call__(self, run_id: str, **kwargs: Any) -> Any:
+        self.attempts += 1
+        if self.down:
+            raise MlflowException(f"the store answers {self.code}", error_code=ErrorCode.Value(self.code))
+        return self.real(run_id, **kwargs)
+
+    def up(self) -> None:
+        self.down = False
+
+
+def _steps(tracker: Tracker, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in tracker.client.get_metric_history(run_id, key))
+
+
+def test_which_failures_are_retried() -> None:
+    busy = MlflowException("database is locked", error_code=ErrorCode.Value("TEMPORARILY_UNAVAILABLE"))
+    internal = MlflowException("API request to http://h/api failed with exception Connection refused")
+    bad = MlflowException("bad key", error_code=ErrorCode.Value("INVALID_PARAMETER_VALUE"))
+    wrapped = MlflowException("(sqlite3.OperationalError) database is locked")  # an internal error
+    assert transient(busy, remote=False) and transient(busy, remote=True) and transient(wrapped, remote=False)
+    assert transient(internal, remote=True) and not transient(internal, remote=False)
+    assert not transient(bad, remote=True) and not transient(ValueError("x"), remote=True)
+    assert transient(ConnectionRefusedError(), remote=False)
+
+
+def test_metrics_stay_buffered_while_the_store_is_down(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracker.flush_every = 5
+    parent = tracker.start_sweep("down", "h", "", [])
+    run = tracker.start_cell(parent, "c", "c", {})
+    outage = Outage(tracker, monkeypatch)
+    slowest = 0.0
+    for step in range(40):
+        t0 = time.perf_counter()
+        tracker.log(run, {"train/loss": 1.0 / (step + 1)}, step)
+        slowest = max(slowest, time.perf_counter() - t0)
+    assert slowest < 0.5  # log() never waits for the store
+    assert outage.attempts < 5  # a failed flush backs off instead of trying at every log()
+    assert tracker._buffered == 40
+    outage.up()
+    tracker.end_cell(run, "finished", summary={"final/psnr": 30.0})
+    assert _steps(tracker, run, "train/loss") == list(range(40))
+    assert tracker.client.get_run(run).data.metrics["final/psnr"] == 30.0
+
+
+def test_a_call_that_must_complete_waits_with_backoff(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = tracker.start_sweep("wait", "h", "", [])
+    run = tracker.start_cell(parent, "c", "c", {})
+    outage = Outage(tracker, monkeypatch)
+    threading.Timer(2.0, outage.up).start()
+    tracker.log(run, {"val/psnr": 25.0}, 10)
+    t0 = time.perf_counter()
+    tracker.end_cell(run, "finished")  # the flush and the tags wait for the store
+    assert time.perf_counter() - t0 >= 1.5
+    assert 2 <= outage.attempts <= 6  # 1 s, 2 s, … apart, not a busy loop
+    assert _steps(tracker, run, "val/psnr") == [10]
+    assert tracker.client.get_run(run).info.status == "FINISHED"
+
+
+def test_other_errors_and_long_outages_are_raised(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = tracker.start_sweep("fail", "h", "", [])
+    run = tracker.start_cell(parent, "c", "c", {})
+    outage = Outage(tracker, monkeypatch, code="INVALID_PARAMETER_VALUE")
+    tracker.log(run, {"train/loss": 1.0}, 1)
+    with pytest.raises(MlflowException, match="INVALID_PARAMETER_VALUE"):
+        tracker.flush()
+    assert outage.attempts == 1 and tracker._buffered == 1  # not retried, nothing dropped
+    outage.code = "TEMPORARILY_UNAVAILABLE"
+    tracker.retry_s = 1.5
+    t0 = time.perf_counter()
+    with pytest.raises(MlflowException):
+        tracker.flush()
+    assert 1.0 < time.perf_counter() - t0 < 10 and tracker._buffered == 1
+    outage.up()  # the fixture closes the tracker: it flushes
+
+
+# a real tracking server that goes away ------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``mlflow server`` on SQLite at 127.0.0.1:port, in its own process group (stop() ends its workers)."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder, self.port, self.proc = folder, port, None
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self, timeout: float = 240) -> None:
+        # no job runner processes: they only slow the start, and this test starts the server twice
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts"), "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", "1"],
+            cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=open(self.folder / "server.log", "ab"),
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path, state_dir: Path) -> Iterator[Server]:
+    """A server on a copy of the fixture's empty store (the schema is built already)."""
+    folder = tmp_path / "server"
+    folder.mkdir()
+    (state_dir / "mlflow.db").rename(folder / "mlflow.db")
+    srv = Server(folder, _free_port())
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.slow
+def test_a_tracking_server_restart_loses_nothing(server: Server, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the values the Tracker would set, set here so that they do not outlive the test
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    tracker = Tracker(server.url, tmp_path / "state", flush_every=20)
+    parent = tracker.start_sweep("blip", "h", "", [], driver=True)
+    run = tracker.start_cell(parent, "c", "c", {"lr": 1e-3})
+    outage: dict[str, float] = {}
+
+    def blip() -> None:
+        time.sleep(1.0)
+        server.stop()
+        outage["down"] = time.monotonic()
+        time.sleep(10)
+        server.start()
+        outage["up"] = time.monotonic()
+
+    thread = threading.Thread(target=blip)
+    thread.start()
+    slowest, step = 0.0, 0
+    while thread.is_alive() or step < 300:  # log through the outage and the restart, then a little more
+        t0 = time.perf_counter()
+        tracker.log(run, {"train/loss": 1.0 / (step + 1), "train/lr": 1e-3}, step)
+        slowest = max(slowest, time.perf_counter() - t0)
+        step += 1
+        time.sleep(0.02)
+    thread.join()
+    tracker.end_cell(run, "finished", summary={"final/psnr": 31.5})
+    tracker.end_sweep(parent, "finished")
+
+    assert outage["up"] - outage["down"] >= 10
+    # the loop went on while the server was away: one log() waited for MLflow's two quick retries at most
+    assert slowest < 10, slowest
+    got = _steps(tracker, run, "train/loss")
+    assert got == list(range(step)), (len(got), step)  # every step once: nothing lost, nothing doubled
+    assert len(tracker.client.get_metric_history(run, "train/lr")) == step
+    done = tracker.client.get_run(run)
+    assert done.info.status == "FINISHED" and done.data.metrics["final/psnr"] == 31.5
+    assert tracker.client.get_run(parent).data.tags["ablate.status"] == "finished"
