@@ -85,11 +85,16 @@ class CheckpointStore:
 
     def check(self) -> None:
         """Fail early, in one line, when the storage cannot be reached (before any trial finds out)."""
+        check = "check --storage, --storage-endpoint or AWS_ENDPOINT_URL, and the credentials"
         try:
             self.fs.get_file_info(self.root)
+            # an object store answers for a missing bucket too; the first upload would fail in every trial
+            bucket = self.root.split("/", 1)[0]
+            missing = self.fs.type_name in _OBJECT_STORES and self.fs.get_file_info(bucket).type == pafs.FileType.NotFound
         except (OSError, ValueError) as err:
-            raise AblateError(f"checkpoint storage {self.url}: {_first_line(err)} (check --storage, "
-                              "--storage-endpoint or AWS_ENDPOINT_URL, and the credentials)") from None
+            raise AblateError(f"checkpoint storage {self.url}: {_first_line(err)} ({check})") from None
+        if missing:
+            raise AblateError(f"checkpoint storage {self.url}: there is no bucket {bucket!r} ({check})")
 
     # the trial's side --------------------------------------------------------------------------------
     def checkout(self, cell_id: str, steps: int) -> tuple[Path, Path | None]:

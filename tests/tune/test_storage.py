@@ -112,12 +112,16 @@ def test_folder_store_is_written_in_place_atomically(tmp_path: Path) -> None:
     assert not work.exists()
 
 
-def test_unreachable_storage_is_one_line(tmp_path: Path) -> None:
+def test_unreachable_storage_or_a_missing_bucket_is_one_line(s3_env: S3Server, tmp_path: Path) -> None:
     from ablate.errors import AblateError
 
     store = CheckpointStore.open("s3://nobucket/x", tmp_path, "exp", endpoint="http://127.0.0.1:9")
-    with pytest.raises(AblateError, match=r"^checkpoint storage s3://nobucket/x: .*check --storage"):
+    with pytest.raises(AblateError, match=r"^checkpoint storage s3://nobucket/x: .*\(check --storage"):
         store.check()
+    store = CheckpointStore.open("s3://nobucket/x", tmp_path, "exp")  # the server of AWS_ENDPOINT_URL
+    with pytest.raises(AblateError, match=r"^checkpoint storage s3://nobucket/x: there is no bucket 'nobucket' "):
+        store.check()
+    CheckpointStore.open(s3_env.url("x"), tmp_path, "exp").check()
 
 
 # --------------------------------------------------------------------------------------------- a sweep
