@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ._options import cluster_options, state_dir_option, storage_options, tracking_option, yes_option
-from .cmd_run import sweep_command
+from .cmd_run import max_retries_option, sweep_command
 
 
 @click.command("resume")
@@ -15,6 +15,7 @@ from .cmd_run import sweep_command
 @cluster_options
 @storage_options
 @yes_option
+@max_retries_option
 def command(**kwargs: object) -> None:
     """Continue an experiment: finished cells are kept, interrupted ones resume from their checkpoint.
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,11 +20,32 @@ from ._options import (
     yes_option,
 )
 
+if TYPE_CHECKING:
+    from ablate.tune import SweepSummary
+
+
+def max_retries_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--max-retries", type=click.IntRange(min=0), default=None,
+                        help="Retry a cell whose worker died (killed, preempted, node lost) this many times "
+                             "from its last checkpoint (default: the spec's resources.max_retries, else 3).")(f)
+
+
+def failure_line(summary: SweepSummary, file: str, state_dir: Path) -> str | None:
+    """One line counting the failed cells by class, or None when none failed."""
+    failed = [cid for cid, status in summary.statuses.items() if status == "failed"]
+    if not failed:
+        return None
+    classes = Counter(summary.failures.get(cid, "crash") for cid in failed)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(classes.items()))
+    log = f"; Ray's log: {summary.log_file}" if summary.log_file else ""
+    return (f"{len(failed)} of {len(summary.statuses)} cells failed ({kinds}); "
+            f"see `ablate status {file} --state-dir {state_dir}`{log}")
+
 
 def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address: str | None,
                   cpus_per_trial: float | None, gpus_per_trial: float | None, max_concurrent: int | None,
                   storage: str | None, storage_endpoint: str | None, keep_checkpoints: int,
-                  force: bool, dashboard: bool, yes: bool) -> None:
+                  force: bool, dashboard: bool, yes: bool, max_retries: int | None) -> None:
     from ablate.tune import SweepOptions, run_sweep
 
     spec = load(file)
@@ -29,7 +53,8 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
     opts = SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                         max_concurrent=max_concurrent, storage=storage, storage_endpoint=storage_endpoint,
-                        keep_checkpoints=keep_checkpoints, force=force, dashboard=dashboard)
+                        keep_checkpoints=keep_checkpoints, force=force, dashboard=dashboard,
+                        max_retries=max_retries)
     summary = run_sweep(spec, opts)
     counts: dict[str, int] = {}
     for status in summary.statuses.values():
@@ -40,7 +65,10 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
                f"open with `ablate ui --state-dir {state_dir}`")
     if summary.dashboard:
         click.echo(f"dashboard: {summary.dashboard}")
-    if any(s in ("failed", "killed") for s in summary.statuses.values()):
+    line = failure_line(summary, file, state_dir)
+    if line:
+        click.echo(line)
+    if not summary.ok:  # a failed or killed cell: only finished and diverged cells are results
         sys.exit(1)
 
 
@@ -50,6 +78,7 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
 @tracking_option
 @cluster_options
 @storage_options
+@max_retries_option
 @click.option("--force", is_flag=True, help="Rerun cells that already finished.")
 @click.option("--no-dashboard", "dashboard", flag_value=False, default=True,
               help="Do not build the dashboard at the end.")
@@ -63,8 +92,10 @@ def command(**kwargs: object) -> None:
         ablate run experiments/quickstart.yaml --address head:6379 --storage s3://team/ablate
 
     Cells that already finished in the same MLflow experiment are skipped (extend a grid and only
-    the new cells run); cells that were interrupted resume from their last checkpoint. Exit status 1
-    when a cell failed. A grid of more than 500 cells asks first (--yes starts it). One driver at a
-    time per experiment and store: a second is refused while the first is alive.
+    the new cells run); cells that were interrupted resume from their last checkpoint, and a cell
+    whose worker dies is retried from it. Exit status 0 when every cell finished or diverged, 1
+    otherwise (one line then counts the failed cells by cause: preempted, oom, crash). A grid of more
+    than 500 cells asks first (--yes starts it). One driver at a time per experiment and store: a
+    second is refused while the first is alive.
     """
     sweep_command(**kwargs)  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ._options import (
@@ -13,6 +15,7 @@ from ._options import (
     tracking_option,
     yes_option,
 )
+from .cmd_run import failure_line, max_retries_option
 
 
 @click.command("search")
@@ -22,8 +25,9 @@ from ._options import (
 @cluster_options
 @storage_options
 @yes_option
+@max_retries_option
 def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_per_trial,  # type: ignore[no-untyped-def]
-            max_concurrent, storage, storage_endpoint, keep_checkpoints, yes) -> None:
+            max_concurrent, storage, storage_endpoint, keep_checkpoints, yes, max_retries) -> None:
     """Tune hyperparameters with Optuna (TPE) on Ray Tune, one study per base cell of the grid.
 
     \b
@@ -31,7 +35,8 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
 
     The file needs a `search:` section: metric (val/psnr), mode (max), num_samples, space
     ({train.optimizer.lr: {type: loguniform, low: 1e-4, high: 2e-3}}), scheduler (asha | none).
-    More than 500 trials in all ask first (--yes starts them).
+    More than 500 trials in all ask first (--yes starts them). Exit status 1 when a trial failed or
+    the search was interrupted (trials stopped early by ASHA are results).
     """
     from ablate.tune import SweepOptions, run_search
 
@@ -40,7 +45,12 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
     summary = run_search(spec, SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                                             max_concurrent=max_concurrent, storage=storage,
-                                            storage_endpoint=storage_endpoint,
-                                            keep_checkpoints=keep_checkpoints, dashboard=False))
+                                            storage_endpoint=storage_endpoint, keep_checkpoints=keep_checkpoints,
+                                            dashboard=False, max_retries=max_retries))
     click.echo(f"{spec.name}: {len(summary.statuses)} trials in {summary.wall_s:.0f} s; "
                f"MLflow {summary.tracking_uri}")
+    line = failure_line(summary, file, state_dir)
+    if line:
+        click.echo(line)
+    if any(status in ("failed", "killed") for status in summary.statuses.values()):
+        sys.exit(1)

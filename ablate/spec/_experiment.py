@@ -30,6 +30,9 @@ class ResourceSpec:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None  # None: as many trials as the resources allow
+    # times a cell whose worker died is retried from its last checkpoint; in the spec's config (and hash)
+    # only when set away from its default, so specs written before it keep their hash
+    max_retries: int = field(default=3, metadata={"omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (Component, TrainSpec)):  # TrainSpec leaves out a `none` regularizer
         return value.to_config()
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)
+                if not (f.metadata.get("omit_default") and getattr(value, f.name) == f.default)}
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -228,13 +228,16 @@ class Parser:
         cpus = raw.get("cpus_per_trial", 1.0)
         gpus = raw.get("gpus_per_trial", 0.0)
         conc = raw.get("max_concurrent")
+        retries = raw.get("max_retries", 3)
         if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
             raise SpecError("resources.cpus_per_trial", "a positive number", cpus)
         if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0:
             raise SpecError("resources.gpus_per_trial", "a number ≥ 0 (fractions share a GPU)", gpus)
         if conc is not None and (isinstance(conc, bool) or not isinstance(conc, int) or conc < 1):
             raise SpecError("resources.max_concurrent", "a positive integer or null", conc)
-        return ResourceSpec(float(cpus), float(gpus), conc)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise SpecError("resources.max_retries", "an integer ≥ 0", retries)
+        return ResourceSpec(float(cpus), float(gpus), conc, retries)
 
     def tracking(self, raw: Any) -> TrackingSpec:
         raw = section(raw, "tracking", TrackingSpec)

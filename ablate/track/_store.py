@@ -304,6 +304,21 @@ class RunStore:
         steps = [int(h[0][-1]) for h in self.histories([run_id]).get(run_id, {}).values() if len(h[0])]
         return max(steps) if steps else None
 
+    def points(self, run_id: str) -> dict[str, set[int]]:
+        """``{key: steps}``: every (metric, step) ``run_id`` holds, so a writer resuming the run can
+        skip what is already there. On SQLite one query over MLflow's (run, key, step) index; otherwise
+        one ``get_metric_history`` per key."""
+        out: dict[str, set[int]] = {}
+        if self._db is not None:
+            with self._sql() as con:
+                for key, step in con.execute("SELECT key, step FROM metrics WHERE run_uuid = ?", (run_id,)):
+                    out.setdefault(key, set()).add(int(step))
+            return out
+        with self._timed():
+            for key in self.client.get_run(run_id).data.metrics:
+                out[key] = {int(m.step) for m in self.client.get_metric_history(run_id, key)}
+        return out
+
     # metric histories ------------------------------------------------------------------------------
     def histories(self, run_ids: Sequence[str], keys: Sequence[str] | None = None,
                   patterns: Sequence[str] | None = None) -> dict[str, dict[str, History]]:

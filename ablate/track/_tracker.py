@@ -58,12 +58,15 @@ MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 MAX_KEY = 250
+# Buffered metrics are also written once they are this old, so a driver killed between two full
+# batches loses seconds of points rather than up to 1,000 (resuming restores them either way); read
+# when a Tracker is made.
+FLUSH_SECONDS = 5.0
 
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- ]")
 ENV_RETRY = "ABLATE_MLFLOW_RETRY_S"
 DEFAULT_RETRY_S = 300.0  # how long the store may stay unreachable before the sweep gives up
 MAX_BACKOFF_S = 30.0
-FLUSH_S = 30.0  # a metric waits at most this long in the buffer: what a killed driver can lose
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,7 +141,7 @@ class Tracker:
     """
 
     def __init__(self, tracking_uri: str | None = None, state_dir: str | Path = DEFAULT_STATE_DIR, *,
-                 flush_every: int = MAX_METRICS_PER_BATCH, flush_s: float = FLUSH_S,
+                 flush_every: int = MAX_METRICS_PER_BATCH, flush_s: float | None = None,
                  retry_s: float | None = None) -> None:
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.tracking_uri = (normalize_tracking_uri(tracking_uri) if tracking_uri
@@ -146,13 +149,14 @@ class Tracker:
         if self.tracking_uri.startswith("sqlite:///") or is_file_store(self.tracking_uri):
             self.state_dir.mkdir(parents=True, exist_ok=True)
         self.flush_every = max(1, int(flush_every))
-        self.flush_s = float(flush_s)
+        self.flush_s = FLUSH_SECONDS if flush_s is None else float(flush_s)
         self._oldest: float | None = None  # monotonic time the oldest buffered metric was logged
         self.log_time = 0.0  # seconds spent inside MLflow calls
         self.calls = 0  # MLflow requests made
         self._buffer: dict[str, list[Any]] = {}
         self._buffered = 0
         self._last_step: dict[str, int] = {}
+        self._attempt: dict[str, int] = {}  # run id -> its ablate.attempt
         self._experiments: dict[str, str] = {}  # name -> id
         self._run_experiment: dict[str, str] = {}  # run id -> experiment id
         self._plans: dict[str, tuple[str, list[Mapping[str, Any]]]] = {}  # sweep run id -> (experiment, plan)
@@ -446,7 +450,8 @@ class Tracker:
             previous = old.data.tags.get("mlflow.parentRunId")
             if previous and previous != parent_run_id:
                 all_tags["ablate.previous_parent"] = previous
-            all_tags["ablate.attempt"] = str(int(old.data.tags.get("ablate.attempt", "1")) + 1)
+            self._attempt[run_id] = int(old.data.tags.get("ablate.attempt", "1")) + 1
+            all_tags["ablate.attempt"] = str(self._attempt[run_id])
             self._call(self.client.update_run, run_id, status="RUNNING")
             self.set_tags(run_id, all_tags)
             # MLflow's "latest" value of a key is the one at the highest step: summary metrics of
@@ -531,6 +536,22 @@ class Tracker:
         if not self._buffered:
             self._oldest = None
 
+    def points(self, run_id: str) -> dict[str, set[int]]:
+        """``{key: steps}`` of every metric point ``run_id`` holds in MLflow (see :meth:`RunStore.points`);
+        a writer continuing a reused run skips these, so no (key, step) is ever logged twice."""
+        store = RunStore(self.tracking_uri, client=self.client)
+        out = store.points(run_id)
+        self.log_time += store.read_time
+        return out
+
+    def new_attempt(self, run_id: str, tags: Mapping[str, Any] | None = None) -> int:
+        """Count one more attempt of a cell run (a retry after its worker died): ``ablate.attempt`` is
+        raised and set with ``tags``; returns the new attempt number."""
+        attempt = self._attempt.get(run_id, 1) + 1
+        self._attempt[run_id] = attempt
+        self.set_tags(run_id, {**(tags or {}), "ablate.attempt": str(attempt)})
+        return attempt
+
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set tags (values stringified, truncated at MLflow's 8,000 characters) in ≤ 100-tag batches."""
         items = [self._RunTag(safe_key(k), _tag_value(v)) for k, v in tags.items()]
@@ -550,10 +571,11 @@ class Tracker:
         self._call(self.client.log_text, run_id, text, artifact_file)
 
     def end_cell(self, run_id: str, status: str, reason: str = "",
-                 summary: Mapping[str, float | int | None] | None = None) -> None:
+                 summary: Mapping[str, float | int | None] | None = None, failure: str | None = None) -> None:
         """Flush the cell's metrics, log ``summary`` metrics (at the cell's last step), set
-        ``ablate.status``/``ablate.reason``, update the run's description and terminate the run:
-        finished and diverged → FINISHED, failed → FAILED, pruned and killed → KILLED."""
+        ``ablate.status``/``ablate.reason`` (and ``ablate.failure`` when ``failure`` is given: the class
+        of what failed it, "" for none), update the run's description and terminate the run: finished
+        and diverged → FINISHED, failed → FAILED, pruned and killed → KILLED."""
         if status not in ENDED:
             raise ValueError(f"cell status must be one of {', '.join(ENDED)}, got {status!r}")
         state = CellStatus(status)
@@ -561,10 +583,14 @@ class Tracker:
             self.log(run_id, summary, self._last_step.get(run_id, 0))
         self.flush(run_id)
         info = self._cell_info.pop(run_id, None) or self._read_cell_info(run_id)
-        self.set_tags(run_id, {"ablate.status": state.value, "ablate.reason": reason,
-                               NOTE_TAG: cell_note(info, state.value, reason, summary)})
+        tags = {"ablate.status": state.value, "ablate.reason": reason,
+                NOTE_TAG: cell_note(info, state.value, reason, summary)}
+        if failure is not None:
+            tags["ablate.failure"] = failure
+        self.set_tags(run_id, tags)
         self._call(self.client.set_terminated, run_id, status=state.mlflow_state)
         self._last_step.pop(run_id, None)
+        self._attempt.pop(run_id, None)
 
     def _read_cell_info(self, run_id: str) -> dict[str, Any]:
         """:func:`cell_info` of a cell run this Tracker did not start (from its stored params and tags)."""

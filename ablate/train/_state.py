@@ -79,7 +79,10 @@ class TrainState:
     """The whole resumable state of a cell in training.
 
     ``loss_sum``/``loss_n`` accumulate the training loss since the last report; the sum stays on the
-    device so that a training step never waits for the GPU to read it.
+    device so that a training step never waits for the GPU to read it. ``history`` holds every point
+    the cell reported, ``{"step": s, <metric>: v, "feat/<site>/<stat>": v}`` (step 0's reference PSNR
+    and trace included), so a run resumed from a checkpoint can report again what it reported up to
+    the checkpoint's step: points a crashed driver never wrote are not lost.
     """
 
     KEYS: ClassVar[tuple[str, ...]] = tuple(_ENTRIES)

@@ -28,7 +28,7 @@ from ._checkpoint import load_checkpoint, save_checkpoint
 from ._compile import StepModel
 from ._evaluate import evaluate, reference_psnr
 from ._prefetch import Prefetcher
-from ._reporter import NullReporter, Reporter, Trace
+from ._reporter import NullReporter, Reporter, Trace, flatten_traces
 from ._samples import save_samples
 from ._state import TrainState
 
@@ -144,7 +144,7 @@ class Trainer:
 
     def _loop(self) -> None:
         if self._probe is not None and self.state.step == 0:  # the untrained state: the trace's step 0
-            self.reporter.report(0, {"ref/psnr_input": self.ref_psnr}, self._measure())
+            self._report(0, {"ref/psnr_input": self.ref_psnr}, self._measure())
         for step in range(self.state.step + 1, self.spec.train.steps + 1):
             grad_norm = self.step(step)
             traces = self.probe(step)
@@ -211,7 +211,7 @@ class Trainer:
         traces = self._measure()
         bad = _finite_trace_guard(traces, self.spec.train.max_msq)
         if bad:
-            self.reporter.report(step, {"train/loss": self.state.mean_loss()}, traces)
+            self._report(step, {"train/loss": self.state.mean_loss()}, traces)
             raise Diverged(f"{bad} at step {step}")
         return traces
 
@@ -254,8 +254,14 @@ class Trainer:
         metrics["train/lr"] = float(s.scheduler.get_last_lr()[0])
         s.loss_sum.zero_()
         s.loss_n = 0
-        s.history.append({"step": step, **metrics})
-        self.reporter.report(step, metrics, traces, self.save() if ckpt_due else None)
+        self._report(step, metrics, traces, checkpoint=ckpt_due)
+
+    def _report(self, step: int, metrics: dict[str, float], traces: Trace | None, checkpoint: bool = False
+                ) -> None:
+        """Report one point, first adding it to ``state.history``: a checkpoint then holds every point
+        reported up to its step, which a resumed run can report again (see ``TrainState``)."""
+        self.state.history.append({"step": step, **metrics, **flatten_traces(traces)})
+        self.reporter.report(step, metrics, traces, self.save() if checkpoint else None)
 
     def final_eval(self) -> dict[str, float]:
         """Final PSNR/SSIM in float32 and, with ``train.lowprec_eval``, PSNR of fp16 and bf16 copies."""

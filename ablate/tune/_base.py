@@ -40,6 +40,7 @@ class SweepOptions:
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
     force: bool = False  # rerun cells that already finished
+    max_retries: int | None = None  # CLI value; the spec's resources.max_retries otherwise
     dashboard: bool = True  # build the dashboard at the end and log it to the sweep run
     stream: TextIO | None = None
 
@@ -55,6 +56,8 @@ class SweepSummary:
     mlflow_s: float = 0.0
     cell_s: dict[str, float] = field(default_factory=dict)
     dashboard: Path | None = None
+    failures: dict[str, str] = field(default_factory=dict)  # cell id -> failure class of failed cells
+    log_file: Path | None = None  # Ray's own output during the sweep
 
     @property
     def ok(self) -> bool:
@@ -72,6 +75,7 @@ class Setup:
     tracker: Tracker
     # per experiment: two experiments may hold the identical cell and must not share its checkpoint
     store: CheckpointStore
+    log_file: Path  # <state>/logs/<experiment>-<time>.log: Ray's own output (see ray_output_to)
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> None:
@@ -191,6 +195,11 @@ def trial_resources(spec: ExperimentSpec, opts: SweepOptions) -> tuple[float, fl
     return cpus, gpus, max_conc
 
 
+def max_retries(spec: ExperimentSpec, opts: SweepOptions) -> int:
+    """How often a cell whose worker died is retried: the command line wins over ``resources.max_retries``."""
+    return opts.max_retries if opts.max_retries is not None else spec.resources.max_retries
+
+
 def prepare(spec: ExperimentSpec, opts: SweepOptions) -> Setup:
     """The output stream, the state folder (created), the expanded cells, the MLflow tracker and the
     experiment's checkpoint store (checked to be reachable)."""
@@ -206,9 +215,41 @@ def prepare(spec: ExperimentSpec, opts: SweepOptions) -> Setup:
     store.check()
     cells = expand(spec)
     uri = resolve_tracking_uri(opts.tracking_uri, spec.tracking.uri, opts.state_dir)
-    return Setup(opts.stream or sys.stdout, state_dir, cells, Tracker(uri, opts.state_dir), store)
+    return Setup(opts.stream or sys.stdout, state_dir, cells, Tracker(uri, opts.state_dir), store,
+                 state_dir / "logs" / f"{ray_run_name(spec.name)}.log")
 
 
 def ray_run_name(experiment: str, *parts: str) -> str:
     """The Ray Tune run folder's name: the experiment, ``parts``, the start time."""
     return "-".join((safe_name(experiment), *parts, time.strftime("%Y%m%d-%H%M%S")))
+
+
+@contextlib.contextmanager
+def ray_output_to(log_file: Path) -> Iterator[None]:
+    """While a Tune run lasts, what Ray itself prints goes to ``log_file``, not over the progress table.
+
+    Two channels: the ``ray`` loggers (Tune's "Trial task failed" with its traceback, "Trials did not
+    complete", warnings), whose handlers are swapped for the file; and the driver's error listener,
+    which prints notices such as "(raylet) A worker died or was killed…" to ``sys.stdout`` from a
+    thread, so stdout is redirected (the table and our own messages go to a stream captured before).
+    Worker output is not forwarded to the driver at all (``log_to_driver=False``); it stays in Ray's
+    session folder.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    ray_logger = logging.getLogger("ray")
+    saved = (ray_logger.handlers[:], ray_logger.level)
+    with open(log_file, "a", encoding="utf-8") as out:
+        out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} Ray's output for this run (the workers' own "
+                  "logs are in Ray's session folder, by default /tmp/ray/session_latest/logs)\n")
+        out.flush()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        ray_logger.handlers = [handler]
+        ray_logger.setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(out):
+                yield
+        finally:
+            ray_logger.handlers, level = saved
+            ray_logger.setLevel(level)
+

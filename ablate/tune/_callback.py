@@ -1,4 +1,13 @@
-"""The single MLflow writer: a Tune callback on the driver, plus the live progress table."""
+"""The single MLflow writer: a Tune callback on the driver, plus the live progress table.
+
+Exactly once: each point (metric key, step) reaches a cell's run once, however often the cell is
+interrupted. The callback keeps, per cell, the points its run holds (read from MLflow when a run is
+reused, then everything it logs) and drops a point it already has: a resumed or retried cell reports
+again the steps between its checkpoint and where it stopped, and first replays its checkpoint's
+history, which restores points a killed driver never wrote. Summary metrics land once, at the cell's
+last step. A trial whose worker died is retried by Ray Tune (``FailureConfig``); ``on_trial_recover``
+counts the attempt on the same run, ``on_trial_error`` records the failure once retries are spent.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,8 @@ from ablate.spec import CellSpec
 from ablate.status import CellStatus
 from ablate.train import CHECKPOINT_FILE
 
-from ._trial import FINAL, REASON, STATUS, STEP
+from ._failure import Failure, of_ray_error, oom_reason, ray_error_detail
+from ._trial import FAILURE, FINAL, REASON, REPLAY, STATUS, STEP, TRACEBACK
 
 if TYPE_CHECKING:
     from ablate.track import Tracker
@@ -37,7 +47,8 @@ class SweepCallback(tune.Callback):
     """Logs every trial to its MLflow child run, in batches, from the driver process only."""
 
     def __init__(self, tracker: Tracker, parent_run_id: str, cells: dict[str, dict[str, Any]], store: CheckpointStore,
-                 stream: TextIO | None = None, refresh_s: float | None = None, tags: dict[str, str] | None = None) -> None:
+                 stream: TextIO | None = None, refresh_s: float | None = None, tags: dict[str, str] | None = None,
+                 max_retries: int = 0) -> None:
         self.tracker = tracker
         self.parent = parent_run_id
         self.base_cells = cells  # cell configs by id (grid cells, or a search's base cells)
@@ -55,7 +66,10 @@ class SweepCallback(tune.Callback):
         self.runs: dict[str, str] = {}  # cell id -> run id
         self.rows: dict[str, dict[str, Any]] = {}
         self.ended: set[str] = set()
-        self.traces: dict[str, list[tuple[int, dict[str, float]]]] = {}
+        self.points: dict[str, dict[str, set[int]]] = {}  # cell id -> {key: steps} its run holds
+        self.traces: dict[str, dict[int, dict[str, float]]] = {}  # cell id -> {step: feat/* values}
+        self.failures: dict[str, Failure] = {}  # cell id -> why it failed
+        self.max_retries = max_retries
         self._last_print = 0.0
         self._closed: tuple[int, int] = (-1, -1)
         self.cell_seconds: dict[str, float] = {}
@@ -88,30 +102,50 @@ class SweepCallback(tune.Callback):
                         **info: Any) -> None:
         cell_id = self._cell_id(trial)
         run_id = self._ensure_run(cell_id)
-        row = self.rows[cell_id]
-        step = int(result.get(STEP, 0))
+        if REPLAY in result:
+            for point in result[REPLAY]:
+                self._log(cell_id, run_id, int(point["step"]), _metrics_of(point))
+            self._maybe_print()
+            return
         metrics = _metrics_of(result)
         if result.get(FINAL):
-            summary = {k: v for k, v in metrics.items() if not k.startswith(("val/", "train/", "feat/"))}
-            summary.update({k: float(result[k]) for k in _SUMMARY_EXTRA if isinstance(result.get(k), (int, float))})
-            self._end(cell_id, CellStatus(result.get(STATUS, CellStatus.FAILED)), str(result.get(REASON, "")),
-                      summary)
+            self._final(cell_id, run_id, result, metrics)
             return
-        self.tracker.log(run_id, metrics, step)
-        row["step"] = step
-        if "val/psnr" in metrics:
-            row["psnr"] = metrics["val/psnr"]
-        msq = [v for k, v in metrics.items() if k.endswith("/msq")]
-        if msq:
-            row["max_msq"] = max(msq)
-            self.traces.setdefault(cell_id, []).append(
-                (step, {k: v for k, v in metrics.items() if k.startswith("feat/")}))
+        self._log(cell_id, run_id, int(result.get(STEP, 0)), metrics)
         self._maybe_print()
 
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Ray Tune retries the trial (its worker died): the same run, one more attempt."""
         cell_id = self._cell_id(trial)
-        err = getattr(trial, "error_msg", None) or "the trial's worker crashed"
-        self._end(cell_id, CellStatus.FAILED, str(err).strip().splitlines()[-1][:500], {})
+        run_id = self._ensure_run(cell_id)
+        err = _trial_error(trial)
+        failure = of_ray_error(err)
+        detail = ray_error_detail(err)
+        self.tracker.new_attempt(run_id, {"ablate.failure": failure.value,
+                                          "ablate.reason": f"{failure}: {detail}; retried from its last checkpoint"})
+        retry = int(getattr(trial, "num_failures", 1))  # this sweep's retries (an attempt may be a resume)
+        self.rows[cell_id]["note"] = f"retry {retry}/{self.max_retries}"
+        self.stream.write(f"cell {cell_id}: {detail} ({failure}); retry {retry} of {self.max_retries} "
+                          "from its last checkpoint\n")
+        self._drawn_lines = 0
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """The trial failed for good: Ray gave up on it (a worker lost more than ``max_retries`` times,
+        or an error that escaped the trial function)."""
+        cell_id = self._cell_id(trial)
+        err = _trial_error(trial)
+        failure = of_ray_error(err)
+        detail = ray_error_detail(err)
+        if failure is Failure.OOM:
+            reason = oom_reason(self.cells[cell_id], detail)
+        elif failure is Failure.PREEMPTED:
+            reason = (f"preempted: {detail}; lost {getattr(trial, 'num_failures', 0)} times, more than "
+                      f"resources.max_retries ({self.max_retries}) allows")
+        else:
+            reason = f"crash: {detail}"
+        if err is not None and failure is Failure.CRASH:
+            self.tracker.log_text(self._ensure_run(cell_id), _error_text(err), "errors/traceback.txt")
+        self._end(cell_id, CellStatus.FAILED, reason, {}, failure)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         cell_id = self._cell_id(trial)
@@ -122,6 +156,33 @@ class SweepCallback(tune.Callback):
         self.close()
 
     # helpers --------------------------------------------------------------------------------
+    def _log(self, cell_id: str, run_id: str, step: int, metrics: dict[str, float]) -> None:
+        """Log the points of ``metrics`` at ``step`` its run does not hold yet; update the live row."""
+        have = self._points(cell_id, run_id)
+        new = {k: v for k, v in metrics.items() if step not in have.get(k, ())}
+        for key in new:
+            have.setdefault(key, set()).add(step)
+        if new:
+            self.tracker.log(run_id, new, step)
+        row = self.rows[cell_id]
+        row["step"] = step
+        if "val/psnr" in metrics:
+            row["psnr"] = metrics["val/psnr"]
+        msq = [v for k, v in metrics.items() if k.endswith("/msq")]
+        if msq:
+            row["max_msq"] = max(msq)
+            self.traces.setdefault(cell_id, {})[step] = {k: v for k, v in metrics.items() if k.startswith("feat/")}
+
+    def _final(self, cell_id: str, run_id: str, result: dict[str, Any], metrics: dict[str, float]) -> None:
+        """The trial's last result: its summary metrics, or why it failed (with the traceback)."""
+        status = CellStatus(result.get(STATUS, CellStatus.FAILED))
+        summary = {k: v for k, v in metrics.items() if not k.startswith(("val/", "train/", "feat/"))}
+        summary.update({k: float(result[k]) for k in _SUMMARY_EXTRA if isinstance(result.get(k), (int, float))})
+        if result.get(TRACEBACK):
+            self.tracker.log_text(run_id, str(result[TRACEBACK]), "errors/traceback.txt")
+        failure = Failure(result[FAILURE]) if status is CellStatus.FAILED and result.get(FAILURE) else None
+        self._end(cell_id, status, str(result.get(REASON, "")), summary, failure)
+
     def close(self) -> None:
         """End every run still open as killed (interrupted sweep) and print the final table."""
         if self._closed == (len(self.rows), len(self.ended)) and len(self.ended) == len(self.rows):
@@ -141,30 +202,56 @@ class SweepCallback(tune.Callback):
             name, tags = cell_run_identity(cell, self.labels[cell_id], self.extra_tags)
             self.runs[cell_id] = self.tracker.start_cell(self.parent, cell_id, name, cell.flat_params(), tags)
             self.rows[cell_id] = {"step": 0, "psnr": math.nan, "max_msq": math.nan, "status": "running",
-                                  "t0": time.perf_counter()}
+                                  "note": "", "t0": time.perf_counter()}
         return self.runs[cell_id]
 
     def statuses(self) -> dict[str, CellStatus]:
         """Cell id -> status of every cell this callback has seen (running ones included)."""
         return {cell_id: CellStatus(row["status"]) for cell_id, row in self.rows.items()}
 
-    def _end(self, cell_id: str, status: CellStatus, reason: str, summary: dict[str, float]) -> None:
+    def _end(self, cell_id: str, status: CellStatus, reason: str, summary: dict[str, float],
+             failure: Failure | None = None) -> None:
         if cell_id in self.ended:
             return
         run_id = self._ensure_run(cell_id)
         self.ended.add(cell_id)
         row = self.rows[cell_id]
         row["status"] = status
+        row["note"] = failure.value if failure is not None else ""
+        if failure is not None:
+            self.failures[cell_id] = failure
         if "final/psnr" in summary:
             row["psnr"] = summary["final/psnr"]
         self.cell_seconds[cell_id] = time.perf_counter() - row["t0"]
         self._log_artifacts(cell_id, run_id)
-        self.tracker.end_cell(run_id, status, reason, summary)
+        self._log_summary(cell_id, run_id, summary)
+        # a finished (or diverged) cell clears what an earlier attempt's failure recorded
+        self.tracker.end_cell(run_id, status, reason,
+                              failure=failure.value if failure is not None else "" if status.done else None)
+        self.points.pop(cell_id, None)
         if reason and status is not CellStatus.FINISHED:
             self.stream.write(f"cell {cell_id} {status}: {reason}\n")
             self._drawn_lines = 0
         if len(self.ended) < len(self.rows):  # close() prints the last table
             self.print_table(force=True)
+
+    def _log_summary(self, cell_id: str, run_id: str, summary: dict[str, float]) -> None:
+        """Summary metrics at the run's last step (MLflow shows a key's value at its highest step), each
+        once: a summary an earlier driver logged before it died is not logged again."""
+        if not summary:
+            return
+        have = self._points(cell_id, run_id)
+        last = max((max(steps) for steps in have.values() if steps), default=0)
+        new = {k: v for k, v in summary.items() if last not in have.get(k, ())}
+        if new:
+            self.tracker.log(run_id, new, last)
+
+    def _points(self, cell_id: str, run_id: str) -> dict[str, set[int]]:
+        """{key: steps} the cell's run holds: read from MLflow once (a reused run, an interrupted cell,
+        already holds points, which are never logged again), then kept up to date by ``_log``."""
+        if cell_id not in self.points:
+            self.points[cell_id] = self.tracker.points(run_id)
+        return self.points[cell_id]
 
     def _log_artifacts(self, cell_id: str, run_id: str) -> None:
         with self.store.local_copy(cell_id) as ckpt:
@@ -178,7 +265,7 @@ class SweepCallback(tune.Callback):
             try:
                 from ablate.report import divergence_plot
 
-                path = divergence_plot(self.traces[cell_id], ckpt / "divergence.png",
+                path = divergence_plot(sorted(self.traces[cell_id].items()), ckpt / "divergence.png",
                                        title=f"{self.labels[cell_id]} · {cell_id}")
                 self.tracker.log_artifact(run_id, path, "plots")
             except Exception as err:  # a plot must never cost the run its results
@@ -201,7 +288,7 @@ class SweepCallback(tune.Callback):
                          "task": c.task.label(), "step": f"{r['step']}/{c.train.steps}",
                          "psnr": "" if math.isnan(r["psnr"]) else f"{r['psnr']:.2f}",
                          "max msq": "" if math.isnan(r["max_msq"]) else f"{r['max_msq']:.3g}",
-                         "status": r["status"]})
+                         "status": f"{r['status']} ({r['note']})" if r["note"] else str(r["status"])})
         done = sum(CellStatus(r["status"]).ended for r in self.rows.values())
         total = max(len(self.rows), self.expected)
         text = f"[{time.strftime('%H:%M:%S')}] {done}/{total} cells done\n" + table(rows, list(rows[0])) + "\n"
@@ -213,3 +300,30 @@ class SweepCallback(tune.Callback):
         self.stream.flush()
         # lines printed between two tables (a cell's failure reason) stay: start a fresh table below them
         self._drawn_lines = text.count("\n") if self.tty and not final else 0
+
+
+def _trial_error(trial: Any) -> BaseException | None:
+    """The exception Ray Tune recorded for ``trial``'s latest failure (None when it kept none).
+
+    Tune pickles it into the trial's driver-side staging folder first (``pickled_error_file``) and
+    syncs it to the run's storage later (``get_pickled_error`` reads there), so the local file is read
+    first: a callback runs right after the failure.
+    """
+    from ray import cloudpickle
+
+    try:
+        local = trial.pickled_error_file
+        if local and Path(local).is_file():
+            err = cloudpickle.loads(Path(local).read_bytes())
+        else:
+            err = trial.get_pickled_error()
+    except Exception:  # an unreadable error file: the failure is still recorded, with less detail
+        return None
+    return err if isinstance(err, BaseException) else None
+
+
+def _error_text(err: BaseException) -> str:
+    """The error with its traceback, as Ray recorded it (a remote traceback is part of its text)."""
+    import traceback
+
+    return "".join(traceback.format_exception(err))

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
 
-from ._base import Setup, SweepOptions, SweepSummary, init_ray, prepare, ray_run_name, trial_resources
+from ._base import (
+    Setup,
+    SweepOptions,
+    SweepSummary,
+    init_ray,
+    max_retries,
+    prepare,
+    ray_output_to,
+    ray_run_name,
+    trial_resources,
+)
 
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
@@ -46,7 +56,7 @@ def run_search(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepS
                                        driver=True)
     summary = SweepSummary(spec.name, parent, setup.tracker.tracking_uri)
     callback = SweepCallback(setup.tracker, parent, {c.id: c.to_config() for c in setup.cells}, setup.store,
-                             stream=setup.stream, tags=_TAGS)
+                             stream=setup.stream, tags=_TAGS, max_retries=max_retries(spec, opts))
     status = "FINISHED"  # the search run's MLflow state
     try:
         for base in setup.cells:
@@ -59,6 +69,8 @@ def run_search(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepS
     finally:
         callback.close()
         summary.statuses = callback.statuses()
+        summary.failures = {cid: f.value for cid, f in callback.failures.items()}
+        summary.log_file = setup.log_file if setup.log_file.exists() else None
         setup.tracker.end_sweep(parent, status)
         summary.mlflow_s = setup.tracker.log_time
         summary.wall_s = time.perf_counter() - t0
@@ -91,9 +103,9 @@ def _search_base(spec: ExperimentSpec, srch: SearchSpec, base: CellSpec, opts: S
                                max_concurrent_trials=max_conc),
         run_config=RunConfig(name=ray_run_name(spec.name, "search", base.id), storage_path=storage_path,
                              storage_filesystem=storage_fs, verbose=0, callbacks=[callback],
-                             failure_config=FailureConfig(max_failures=0)),
+                             failure_config=FailureConfig(max_failures=callback.max_retries)),
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), ray_output_to(setup.log_file):
         warnings.simplefilter("ignore")
         grid = tuner.fit()
     _report_best(grid, srch, base, setup, callback.parent)

@@ -2,7 +2,7 @@
 store (``s3://bucket/prefix``), so that a cell resumes on whichever node runs it, with no shared file system.
 
     store = CheckpointStore.open("s3://team/ablate", ".ablate", "quickstart", endpoint="http://minio:9000")
-    work, resume = store.checkout(cell_id, steps)   # in the trial: a local folder, and the checkpoint to resume
+    work, state = store.checkout(cell_id)           # in the trial: a local folder, and the checkpoint to resume
     store.commit(cell_id, work, step)               # after each checkpoint the trainer writes into ``work``
     with store.local_copy(cell_id) as folder: ...   # on the driver: the latest checkpoint and the samples
 
@@ -97,24 +97,23 @@ class CheckpointStore:
             raise AblateError(f"checkpoint storage {self.url}: there is no bucket {bucket!r} ({check})")
 
     # the trial's side --------------------------------------------------------------------------------
-    def checkout(self, cell_id: str, steps: int) -> tuple[Path, Path | None]:
-        """(the folder the trainer checkpoints into, the checkpoint to resume from or None).
+    def checkout(self, cell_id: str) -> tuple[Path, dict[str, Any] | None]:
+        """(the folder the trainer checkpoints into, the cell's latest checkpoint or None: from step 0).
 
-        The latest checkpoint of the cell is fetched into that folder first (from an object store: a
-        fresh local temp folder, so also on a node that never ran the cell). A checkpoint of a finished
-        cell (a rerun with ``--force``) or an unreadable one is deleted: the cell starts over.
+        The checkpoint is fetched into that folder first (from an object store: a fresh local temp folder,
+        so also on a node that never ran the cell). One at the last step is returned too: the driver may
+        have died after the cell finished but before it recorded that; the cell then only evaluates again
+        (``--force`` deletes checkpoints first). An unreadable one is deleted: the cell starts over.
         """
         work = Path(self.cell_path(cell_id)) if self.in_place else _work_folder(cell_id)
         if not self._fetch(self.cell_path(cell_id), work, (CHECKPOINT_FILE,)):
             return work, None
         try:
-            if int(load_checkpoint(work)["step"]) < steps:
-                return work, work
-        except Exception:  # unreadable: the cell starts over rather than failing on it
-            pass
-        self.delete(cell_id)
-        shutil.rmtree(work, ignore_errors=True)
-        return work, None
+            return work, load_checkpoint(work)
+        except AblateError:
+            self.delete(cell_id)
+            shutil.rmtree(work, ignore_errors=True)
+            return work, None
 
     def commit(self, cell_id: str, folder: Path, step: int, *, final: bool = False) -> None:
         """Publish the checkpoint the trainer wrote into ``folder`` (and the samples beside it) as the

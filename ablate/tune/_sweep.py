@@ -12,7 +12,17 @@ from ablate.errors import AblateError
 from ablate.naming import safe_name
 from ablate.status import CellStatus
 
-from ._base import Setup, SweepOptions, SweepSummary, init_ray, prepare, ray_run_name, trial_resources
+from ._base import (
+    Setup,
+    SweepOptions,
+    SweepSummary,
+    init_ray,
+    max_retries,
+    prepare,
+    ray_output_to,
+    ray_run_name,
+    trial_resources,
+)
 
 if TYPE_CHECKING:
     from ablate.spec import CellSpec, ExperimentSpec
@@ -47,7 +57,7 @@ def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSu
     callback = None
     try:
         callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, setup.store,
-                                 stream=setup.stream)
+                                 stream=setup.stream, max_retries=max_retries(spec, opts))
         _fit(spec, opts, setup, todo, callback)
     except KeyboardInterrupt:
         status = "KILLED"
@@ -96,14 +106,14 @@ def _fit(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, todo: list[Cell
             trial_name_creator=lambda t: t.config["cell_id"],
             trial_dirname_creator=lambda t: t.config["cell_id"],
         ),
+        # a trial whose worker dies is started again (on any node); it resumes from the cell's checkpoint
+        # in storage
         run_config=RunConfig(name=ray_run_name(spec.name), storage_path=storage_path,
                              storage_filesystem=storage_fs, verbose=0, callbacks=[callback],
-                             # a trial whose node died runs again, from its checkpoint in storage
-                             # (stand-in until resources.max_retries from branch i9-core lands)
-                             failure_config=FailureConfig(max_failures=3),
+                             failure_config=FailureConfig(max_failures=callback.max_retries),
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), ray_output_to(setup.log_file):
         warnings.simplefilter("ignore")
         tuner.fit()
 
@@ -115,6 +125,8 @@ def _finish(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, summary: Swe
     if callback is not None:
         callback.close()
         summary.statuses = callback.statuses()
+        summary.failures = {cid: f.value for cid, f in callback.failures.items()}
+        summary.log_file = setup.log_file if setup.log_file.exists() else None
         summary.cell_s = dict(callback.cell_seconds)
         if status == "FINISHED" and CellStatus.KILLED in summary.statuses.values():
             status = "KILLED"  # Ray Tune turns Ctrl-C into a graceful stop, not an exception

@@ -1,4 +1,9 @@
-"""What runs inside a Ray worker: one cell through the trial engine, reported via ``tune.report``."""
+"""What runs inside a Ray worker: one cell through the trial engine, reported via ``tune.report``.
+
+A trial finds its checkpoint by cell id in the checkpoint store (a folder, or object storage), so a cell
+retried after its worker died, on any node (or run again by a later sweep), continues from there; it then first reports the history the
+checkpoint holds (one ``REPLAY`` result), so points the driver never wrote reach MLflow after all.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
-from ablate.errors import AblateError
 from ablate.status import CellStatus
 from ablate.train import flatten_traces
+
+from ._failure import in_trial
 
 if TYPE_CHECKING:
     from ._storage import CheckpointStore
 
 # keys of our own in a result dict (Ray adds its own: training_iteration, time_this_iter_s, …)
 STEP, STATUS, REASON, FINAL, CELL = "ablate/step", "ablate/status", "ablate/reason", "ablate/final", "ablate/cell"
+REPLAY = "ablate/replay"  # the checkpoint's history: [{"step": s, <metric>: v, …}, …]
+FAILURE, TRACEBACK = "ablate/failure", "ablate/traceback"  # why a cell failed, and where (final result)
 
 
 class RayReporter:
@@ -32,6 +40,12 @@ class RayReporter:
         tune.report({STEP: step, CELL: self.cell_id, **metrics, **flatten_traces(traces)})
         if checkpoint is not None:  # after the report: a retry from it never skips this step's metrics
             self.store.commit(self.cell_id, checkpoint, step)
+
+    def replay(self, history: list[dict[str, Any]]) -> None:
+        """Report again, in one result, every point a resumed cell reported before its checkpoint (no
+        ``STEP``: schedulers and searchers see no new progress in it)."""
+        if history:
+            tune.report({CELL: self.cell_id, REPLAY: history})
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -57,34 +71,42 @@ def cell_of(config: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[st
 
 def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], store: CheckpointStore, threads: int
                ) -> None:
-    """The Ray trainable: resolve the cell, resume from its checkpoint if one exists, run it."""
+    """The Ray trainable: resolve the cell, resume from its checkpoint if one exists, run it.
+
+    An exception in the cell's code ends it ``failed`` (class ``crash`` or ``oom``) with its traceback
+    in the final result: it is not retried, since it would raise again. Only a worker that dies (which
+    no code here sees) reaches Ray as an error, and Ray retries it from the checkpoint.
+    """
     import torch
 
     from ablate.spec import CellSpec
-    from ablate.train import run_cell
+    from ablate.train import Trainer
 
     os.environ.pop("MLFLOW_RUN_ID", None)
     torch.set_num_threads(max(1, threads))
-    status, reason, summary = CellStatus.FAILED, "", {}
+    status, reason, summary, failure, trace = CellStatus.FAILED, "", {}, "", ""
     cell_id = config.get("cell_id", "?")
+    spec = None
     try:
         spec = CellSpec.from_config(cell_of(config, cells))
         cell_id = spec.id
+        reporter = RayReporter(cell_id, store)
         # the cell's latest checkpoint from storage, wherever this trial runs (a retry: another node)
-        ckpt_dir, resume = store.checkout(cell_id, spec.train.steps)
-        result = run_cell(spec, RayReporter(cell_id, store), checkpoint_dir=ckpt_dir, resume_from=resume)
+        ckpt_dir, state = store.checkout(cell_id)
+        trainer = Trainer(spec, reporter, checkpoint_dir=ckpt_dir)
+        if state is not None:
+            trainer.state.load_state_dict(state)
+            reporter.replay(trainer.state.history)
+        result = trainer.run()
         if result.checkpoint is not None:  # the final checkpoint and samples: stored before the final report
             store.commit(cell_id, result.checkpoint, result.step, final=True)
         status, reason, summary = CellStatus(result.status), result.reason, result.summary
-    except AblateError as err:
-        reason = str(err)
-    except Exception as err:  # a crashing cell is recorded as failed; the sweep goes on
-        tb = traceback.extract_tb(err.__traceback__)
-        where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        reason = f"{type(err).__name__}: {err}{where}"
+    except Exception as err:  # the cell is recorded as failed; the sweep goes on
+        failed_as, reason = in_trial(err, spec)
+        failure, trace = failed_as.value, "".join(traceback.format_exception(err))
     # the status travels as its plain string: results cross process boundaries and Ray may serialize them
     final = {STEP: int(summary.get("steps", 0)), CELL: cell_id, FINAL: 1, STATUS: status.value,
-             REASON: reason[:2000], **summary}
+             REASON: reason[:2000], FAILURE: failure, TRACEBACK: trace, **summary}
     if "final/psnr" in summary:  # searchers and schedulers read the last result's val/psnr
         final["val/psnr"], final["val/ssim"] = summary["final/psnr"], summary["final/ssim"]
     tune.report(final)

@@ -136,18 +136,31 @@ def test_run_exits_1_and_reports_each_status(mixed: Mixed) -> None:
     assert mixed.result.returncode == 1, out + err
     assert "Traceback" not in out + err
     assert f"{NAME}: 1 diverged, 1 failed, 1 finished in" in out
-    assert f"cell {mixed.broken} failed: " in out and f"cell {mixed.diverging} diverged: " in out
+    assert f"cell {mixed.broken} failed: crash: " in out and f"cell {mixed.diverging} diverged: " in out
+    # one line counts the failures by class and says where to look
+    yaml = mixed.folder / "mixed.yaml"
+    assert [line for line in out.splitlines() if "cells failed" in line] == [
+        f"1 of 3 cells failed (1 crash); see `ablate status {yaml} --state-dir {mixed.state}`; "
+        f"Ray's log: {_log_file(mixed.state)}"]
     assert f"results: MLflow sqlite:///{mixed.state.resolve() / 'mlflow.db'}" in out
     assert "dashboard: " in out and "dashboard not built" not in out  # failed cells do not break it
+
+
+def _log_file(state: Path) -> Path:
+    logs = list((state / "logs").glob("*.log"))
+    assert len(logs) == 1, logs
+    return logs[0]
 
 
 @pytest.mark.slow
 def test_failing_cell_is_failed_with_reason_others_go_on(mixed: Mixed) -> None:
     run = mixed.run(mixed.broken)
     assert run.info.status == "FAILED"
-    assert run.data.tags["ablate.status"] == "failed"
+    assert run.data.tags["ablate.status"] == "failed" and run.data.tags["ablate.failure"] == "crash"
     reason = run.data.tags["ablate.reason"]
-    assert "astronaut.png" in reason and "truncated" in reason, reason
+    assert reason.startswith("crash: ") and "astronaut.png" in reason and "truncated" in reason, reason
+    assert "ablate.attempt" not in run.data.tags  # an exception in code is not retried
+    assert [a.path for a in mixed.client.list_artifacts(run.info.run_id, "errors")] == ["errors/traceback.txt"]
     assert "train/loss" not in run.data.metrics  # it never trained
     ok = mixed.run(mixed.ok)
     assert ok.data.tags["ablate.status"] == "finished" and ok.info.status == "FINISHED"
@@ -180,7 +193,8 @@ def test_status_after_mixed_run_shows_reasons(mixed: Mixed) -> None:
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
     assert " finished " in lines[mixed.ok] and " diverged " in lines[mixed.diverging]
-    assert " failed " in lines[mixed.broken] and "astronaut.png" in lines[mixed.broken]
+    # the reason column (60 characters) leads with the failure class; the whole reason is the run's tag
+    assert " failed " in lines[mixed.broken] and " crash: " in lines[mixed.broken]
     assert f"{NAME}: 1 diverged, 1 failed, 1 finished" in result.output
 
 
@@ -210,3 +224,16 @@ def test_run_in_process_under_clirunner(ray_session: str, no_tracking_env: None,
                                        "--no-dashboard"])
     assert result.exit_code == 0, f"{result.output}{result.exception!r}"
     assert "cli-inproc: 1 finished" in result.output
+
+
+def test_the_failure_line_counts_failed_cells_by_class() -> None:
+    from ablate.cli.cmd_run import failure_line
+    from ablate.tune import SweepSummary
+
+    summary = SweepSummary("x", "p", "sqlite:///m.db", statuses={
+        "a": "finished", "b": "failed", "c": "failed", "d": "diverged", "e": "failed", "f": "killed"},
+        failures={"b": "oom", "c": "crash", "e": "crash"}, log_file=Path("s/logs/x-1.log"))
+    assert failure_line(summary, "x.yaml", Path("s")) == (
+        "3 of 6 cells failed (2 crash, 1 oom); see `ablate status x.yaml --state-dir s`; Ray's log: s/logs/x-1.log")
+    summary.statuses = {"a": "finished", "d": "diverged"}
+    assert failure_line(summary, "x.yaml", Path("s")) is None

@@ -127,6 +127,46 @@ def test_a_metric_waits_at_most_flush_s_in_the_buffer(tracker: Tracker, monkeypa
     assert sizes == [2]
 
 
+def test_buffered_metrics_are_written_once_they_are_flush_s_old(tracker: Tracker,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = tracker.start_sweep("timed", "h", "", [])
+    rid = tracker.start_cell(parent, "cell-t", "t", {}, {})
+    sizes = _spy_batches(tracker, monkeypatch)
+    clock = [100.0]
+    monkeypatch.setattr("ablate.track._tracker.time.monotonic", lambda: clock[0])
+    tracker.flush_s = 5.0
+    tracker.log(rid, {"train/loss": 0.5}, 5)
+    clock[0] += 4.9
+    tracker.log(rid, {"train/loss": 0.4}, 10)
+    assert sizes == []  # the oldest point is 4.9 s old
+    clock[0] += 0.1
+    tracker.log(rid, {"train/loss": 0.3}, 15)
+    assert sizes == [3]  # 5 s: everything buffered goes
+    clock[0] += 1.0
+    tracker.log(rid, {"train/loss": 0.2}, 20)
+    assert sizes == [3]  # the clock starts again with the next buffered point
+
+
+def test_points_attempts_and_failure_class_of_a_cell_run(tracker: Tracker) -> None:
+    parent = tracker.start_sweep("points", "h", "", [])
+    rid = tracker.start_cell(parent, "cell-p", "p", {}, {})
+    assert tracker.points(rid) == {}
+    tracker.log(rid, {"train/loss": 0.5, "feat/final/msq": 1.0}, 5)
+    tracker.log(rid, {"train/loss": 0.4}, 10)
+    tracker.flush()
+    assert tracker.points(rid) == {"train/loss": {5, 10}, "feat/final/msq": {5}}
+    assert RunStore(tracker.tracking_uri, use_sql=False).points(rid) == tracker.points(rid)  # both readers
+    assert tracker.new_attempt(rid, {"ablate.failure": "preempted"}) == 2  # a retry after its worker died
+    tags = tracker.client.get_run(rid).data.tags
+    assert tags["ablate.attempt"] == "2" and tags["ablate.failure"] == "preempted"
+    tracker.end_cell(rid, "failed", "oom: out of memory", failure="oom")
+    tags = tracker.client.get_run(rid).data.tags
+    assert tags["ablate.failure"] == "oom" and tags["ablate.reason"] == "oom: out of memory"
+    again = tracker.start_cell(parent, "cell-p", "p", {}, {})  # a later sweep reuses the failed run
+    assert again == rid and tracker.client.get_run(rid).data.tags["ablate.attempt"] == "3"
+    assert tracker.new_attempt(rid) == 4
+
+
 @pytest.mark.parametrize(("status", "state"), [("finished", "FINISHED"), ("diverged", "FINISHED"),
                                                ("failed", "FAILED"), ("pruned", "KILLED"), ("killed", "KILLED")])
 def test_end_cell_sets_status_reason_summary(tracker: Tracker, status: str, state: str) -> None:

@@ -14,6 +14,7 @@ from ablate.train import (
     CellResult,
     Trainer,
     TrainState,
+    flatten_traces,
     load_checkpoint,
     run_cell,
     save_checkpoint,
@@ -70,7 +71,8 @@ def test_swinir_tiny_denoising_30_steps_lowers_the_loss():
 
 def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path: Path):
     spec = tiny_cell(**{"train.checkpoint_every": 6, "train.ema": 0.9})
-    straight = run_cell(spec, Recorder(), checkpoint_dir=tmp_path / "a")
+    straight_rec = Recorder()
+    straight = run_cell(spec, straight_rec, checkpoint_dir=tmp_path / "a")
 
     with pytest.raises(KeyboardInterrupt):
         run_cell(spec, Recorder(stop_at=6), checkpoint_dir=tmp_path / "b")
@@ -86,7 +88,25 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path: Path):
     b = load_checkpoint(tmp_path / "b")
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
-    assert [h["train/loss"] for h in a["history"]] == [h["train/loss"] for h in b["history"]]
+    # the history is every point reported: step 0's reference PSNR and trace, then losses, evaluations
+    # and traces; the resumed run's equals the uninterrupted one's, so replaying it restores MLflow
+    assert _nan_as_text(a["history"]) == _nan_as_text(b["history"])
+    assert a["history"][0]["step"] == 0 and "ref/psnr_input" in a["history"][0]
+    assert "feat/final/msq" in a["history"][0]
+    reported = [(step, {**m, **flatten_traces(t)}) for step, m, t, _ in straight_rec.reports if m or t]
+    assert _nan_as_text([(h["step"], {k: v for k, v in h.items() if k != "step"}) for h in a["history"]]) == \
+        _nan_as_text(reported)
+
+
+def _nan_as_text(value: object) -> object:
+    """``value`` with every NaN float replaced by "nan" (NaN != NaN would fail any equality)."""
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if isinstance(value, dict):
+        return {k: _nan_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_text(v) for v in value]
+    return value
 
 
 def test_guard_stops_a_diverging_cell_and_keeps_its_metrics():

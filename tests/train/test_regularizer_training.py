@@ -111,7 +111,8 @@ def test_a_resumed_cell_reports_what_an_uninterrupted_one_does(tmp_path: Path) -
         first.log(step, first.evaluate(step), first.probe(step), first.step(step))
     resumed = run_cell(spec, Recorder(), checkpoint_dir=tmp_path / "b", resume_from=tmp_path / "b")
     assert resumed.summary["final/psnr"] == straight.summary["final/psnr"]
-    a, b = load_checkpoint(tmp_path / "a")["history"], load_checkpoint(tmp_path / "b")["history"]
+    # the hand-driven first segment skips run()'s step-0 report, which the history also holds
+    a, b = ([h for h in load_checkpoint(tmp_path / d)["history"] if h["step"] > 0] for d in ("a", "b"))
     assert [h.get("train/reg") for h in a] == [h.get("train/reg") for h in b] and a[-1]["train/reg"] > 0
 
 

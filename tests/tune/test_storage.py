@@ -6,7 +6,8 @@ The store itself first (S3 and a folder: latest-only or the latest N, atomic wri
 from what another one stored), then ``ablate run`` as a user runs it, in a subprocess that starts its own
 Ray: its Ray workers find the S3 credentials in their environment, which the test's shared Ray lacks. One
 cell of the sweep was "killed" at step 10 beforehand (trained in this process, its checkpoint stored, then
-stopped): the sweep resumes it from S3 and it ends exactly where an undisturbed run ends.
+stopped): the sweep resumes it from S3 (replaying the stored history, marked so that the test can tell) and
+it ends exactly where an undisturbed run ends.
 """
 
 from __future__ import annotations
@@ -80,27 +81,26 @@ def test_s3_store_keeps_the_latest_n_and_a_fresh_node_resumes_from_it(s3_env: S3
     # another process (pickled like a trial's copy), with no local checkpoint: it gets the stored one
     fresh = pickle.loads(pickle.dumps(store))
     assert SECRET.encode() not in pickle.dumps(store)  # keys stay in each node's environment
-    work, resume = fresh.checkout("c1", steps=50)
-    assert resume == work and not work.is_relative_to(tmp_path)
-    assert load_checkpoint(work)["step"] == 30 and sorted(p.name for p in work.iterdir()) == [CHECKPOINT_FILE]
+    work, state = fresh.checkout("c1")
+    assert state is not None and state["step"] == 30 and not work.is_relative_to(tmp_path)
+    assert sorted(p.name for p in work.iterdir()) == [CHECKPOINT_FILE]
     with store.local_copy("c1") as folder:  # the driver's view: checkpoint and samples
         assert sorted(p.name for p in folder.iterdir()) == ["samples.png", CHECKPOINT_FILE]
     assert not folder.exists()
 
-    # a finished cell run again (--force) or an unreadable checkpoint: the cell starts over
-    work, resume = fresh.checkout("c1", steps=30)
-    assert resume is None and _objects(s3_env, cell) == []
+    # an unreadable checkpoint: the cell starts over, its folder gone (as --force deletes it)
     s3_env.client().put_object(Bucket=s3_env.bucket, Key=f"{cell}/{CHECKPOINT_FILE}", Body=b"cut sh")
-    assert fresh.checkout("c1", steps=50)[1] is None and _objects(s3_env, cell) == []
+    assert fresh.checkout("c1")[1] is None and _objects(s3_env, cell) == []
 
 
 def test_folder_store_is_written_in_place_atomically(tmp_path: Path) -> None:
     store = CheckpointStore.open(tmp_path / "nfs", tmp_path / "state", "exp", keep=2)
-    work, resume = store.checkout("c1", steps=50)
-    assert work == tmp_path / "nfs" / "checkpoints" / "exp" / "c1" and resume is None
+    work, state = store.checkout("c1")
+    assert work == tmp_path / "nfs" / "checkpoints" / "exp" / "c1" and state is None
     for step in (10, 20, 30):
         _commit(store, "c1", work, step)
-    assert store.checkout("c1", steps=50) == (work, work)
+    work_again, state = store.checkout("c1")
+    assert work_again == work and state is not None and state["step"] == 30
     assert sorted(p.name for p in (work / "history").iterdir()) == ["000000020.pt", "000000030.pt"]
     assert not [p for p in work.rglob("*") if ".tmp" in p.name]
     # another folder (a node's local disk) is published into the store by rename, never half-written
@@ -131,8 +131,12 @@ class _Killed(Exception):
     pass
 
 
+MARK = "train/read_from_s3"  # written into the stored checkpoint's history: seen in MLflow only if it was read
+
+
 class _KillAfterCheckpoint:
-    """A reporter that stores the first checkpoint as a trial would, then stops the cell (a killed node)."""
+    """A reporter that stores the first checkpoint as a trial would, then stops the cell (a killed node).
+    The history in the checkpoint gets a mark, which a trial that resumes from it replays to MLflow."""
 
     def __init__(self, store: CheckpointStore, cell_id: str) -> None:
         self.store, self.cell_id = store, cell_id
@@ -140,6 +144,9 @@ class _KillAfterCheckpoint:
     def report(self, step: int, metrics: dict[str, float], traces: Any = None, checkpoint: Path | None = None
                ) -> None:
         if checkpoint is not None:
+            state = load_checkpoint(checkpoint)
+            state["history"][-1][MARK] = 1.0
+            save_checkpoint(checkpoint, state)
             self.store.commit(self.cell_id, checkpoint, step)
             raise _Killed(step)
 
@@ -211,8 +218,9 @@ def test_the_sweep_stores_checkpoints_and_ray_state_on_s3_only(sweep: Sweep) -> 
 def test_the_killed_cell_resumes_from_s3_and_ends_as_if_undisturbed(sweep: Sweep) -> None:
     run = sweep.run(sweep.killed.id)
     assert run.data.tags["ablate.status"] == "finished"
+    assert [(m.step, m.value) for m in sweep.client.get_metric_history(run.info.run_id, MARK)] == [(10, 1.0)]
     loss_steps = [m.step for m in sweep.client.get_metric_history(run.info.run_id, "train/loss")]
-    assert loss_steps and min(loss_steps) > 10, loss_steps  # it went on from the stored step 10
+    assert sorted(loss_steps) == [5, 10, 15, 20], loss_steps  # the replayed history and the rest, once each
     for key in ("final/psnr", "final/ssim", "best/psnr", "final/max_msq"):
         assert run.data.metrics[key] == sweep.reference[key], key
 

@@ -1,0 +1,388 @@
+"""Faults end to end: a killed driver, killed workers, a crashing and an out-of-memory cell.
+
+    .venv/bin/python -m pytest tests/tune/test_faults.py
+
+Real Ray (the session's local cluster), real SQLite MLflow stores. Two tiny cells (token_ln and
+global_ln, 40 steps, a checkpoint every 10, probes every 5, validation every 20) run once untouched:
+the reference. Every faulted sweep of the same cells must end with the same MLflow history per cell:
+the same (key, step) points with the same values, none missing, none twice (read from MLflow's
+``metrics`` table itself, so a duplicate row cannot hide behind a reader that keeps one per step).
+``time/*`` summary values are wall-clock seconds: their points are compared, their values are not.
+
+- The driver (an ``ablate run`` subprocess) is SIGKILLed three times, each time continued by
+  ``ablate resume``: before the first checkpoint; mid-run, flushing every 0.2 s, when MLflow holds
+  points past a checkpoint (which the resumed trial reports again); late, flushing every 5 s, when a
+  checkpoint is past MLflow's points (those in between die with the driver's buffer).
+- A worker is SIGKILLed and another SIGTERMed (preemption) mid-cell, after a checkpoint: both cells
+  are retried on their runs (``ablate.attempt`` 2) and finish.
+- A test-only norm plugin (an entry point in the driver's working folder, which Ray puts on its
+  workers' path) raises in one cell and runs out of memory in the other: both fail, classed ``crash``
+  and ``oom``, are not retried, and the command prints one summary line and no traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ablate.spec import expand, load_experiment
+from ablate.tune import SweepOptions, run_sweep
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session", "no_tracking_env")]
+
+STEPS = 40
+CELLS = f"""\
+grid: {{norm: [token_ln, global_ln]}}
+backbone: {{name: swinir-tiny, embed_dim: 16, depths: [1, 1], num_heads: 2, window_size: 4}}
+task: sr-x2
+train: {{steps: {STEPS}, batch_size: 2, patch_size: 16, val_size: 16, eval_every: 20, checkpoint_every: 10,
+         lowprec_eval: false}}
+probes: {{every: 5, patch_size: 16}}
+"""
+# the driver as `ablate` runs it, writing buffered metrics to MLflow every `flush_s` (default 5 s)
+DRIVER = "import ablate.track._tracker as t; t.FLUSH_SECONDS = {flush_s}; from ablate.cli import main; main()"
+
+Point = tuple[str, int]
+History = dict[Point, list[Any]]  # (key, step) -> the values logged there (one, unless duplicated)
+
+
+def _write_spec(folder: Path, name: str, body: str = CELLS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(f"name: {name}\n{body}")
+    return path
+
+
+def histories(state: Path, experiment: str) -> dict[str, History]:
+    """Every metric row of every cell run of ``experiment``, straight from MLflow's tables."""
+    out: dict[str, History] = {}
+    uri = f"{(state / 'mlflow.db').resolve().as_uri()}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=30) as con:
+        rows = con.execute(
+            "SELECT t.value, m.key, m.step, m.value, m.is_nan FROM metrics m "
+            "JOIN tags t ON t.run_uuid = m.run_uuid AND t.key = 'ablate.cell' "
+            "JOIN runs r ON r.run_uuid = m.run_uuid JOIN experiments e ON e.experiment_id = r.experiment_id "
+            "WHERE e.name = ?", (experiment,)).fetchall()
+    for cell, key, step, value, is_nan in rows:
+        out.setdefault(cell, {}).setdefault((key, int(step)), []).append("nan" if is_nan else value)
+    return out
+
+
+def assert_same_history(got: History, ref: History, cell: str) -> int:
+    """``got`` has every point of ``ref`` once, with its value (``time/*``: any value); the count."""
+    twice = sorted(p for p, values in got.items() if len(values) > 1)
+    assert not twice, f"{cell}: points logged more than once: {twice[:10]}"
+    missing, extra = sorted(set(ref) - set(got)), sorted(set(got) - set(ref))
+    assert not missing and not extra, f"{cell}: missing {missing[:10]}, unexpected {extra[:10]}"
+    differ = [p for p in ref if not p[0].startswith("time/") and got[p] != ref[p]]
+    assert not differ, f"{cell}: values differ at {[(p, got[p], ref[p]) for p in differ[:5]]}"
+    return len(got)
+
+
+def _descendants_titled(title: str) -> list[int]:
+    """Pids of this process's descendants (Ray's workers of the session cluster) whose command line
+    starts with ``title``: never a process of anyone else's Ray on this machine."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cmd.startswith(title) and _descends_from(int(entry), me):
+            found.append(int(entry))
+    return found
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
+
+
+def _trial_pid(cell_id: str) -> int | None:
+    """The pid of the Ray worker running ``cell_id``'s trial: Tune runs a trial in its own folder,
+    which ablate names after the cell."""
+    for pid in _descendants_titled("ray::ImplicitFunc"):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").endswith(cell_id):
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def _wait(what: str, cond: Callable[[], Any], timeout: float = 180.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _checkpoint_step(ckpt: Path) -> int | None:
+    import torch
+
+    try:
+        return int(torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)["step"])
+    except Exception:  # not written yet (or being replaced)
+        return None
+
+
+def _flushed_steps(state: Path) -> dict[str, int]:
+    """Cell id -> the highest step of its points in MLflow so far."""
+    try:
+        with sqlite3.connect(f"{(state / 'mlflow.db').resolve().as_uri()}?mode=ro", uri=True, timeout=1) as con:
+            rows = con.execute("SELECT t.value, MAX(m.step) FROM metrics m JOIN tags t ON t.run_uuid = m.run_uuid "
+                               "AND t.key = 'ablate.cell' GROUP BY t.value").fetchall()
+    except sqlite3.OperationalError:  # the driver is writing
+        return {}
+    return {cell: int(step) for cell, step in rows}
+
+
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference(fresh_state: Callable[[str], Path]) -> dict[str, History]:
+    """The uninterrupted sweep's histories, by cell id."""
+    state = fresh_state("reference")
+    spec = load_experiment(_write_spec(state.parent, "faults-ref"))
+    summary = run_sweep(spec, SweepOptions(state_dir=state, stream=io.StringIO(), dashboard=False))
+    assert summary.ok, summary.statuses
+    ref = histories(state, "faults-ref")
+    assert sorted(ref) == sorted(c.id for c in expand(spec))
+    return ref
+
+
+class Driver:
+    """``ablate <command> FILE --state-dir STATE`` in a subprocess attached to the session's Ray."""
+
+    def __init__(self, ray_address: str, state: Path, spec: Path, command: str, cwd: Path | None = None,
+                 flush_s: float = 5.0) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "ABLATE_STATE_DIR")}
+        env["RAY_ADDRESS"] = ray_address
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
+        self.out = state.parent / f"{command}-{time.monotonic_ns()}.out"
+        self.err = self.out.with_suffix(".err")
+        args = [command, str(spec), "--state-dir", str(state), *(["--no-dashboard"] if command == "run" else [])]
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", DRIVER.format(flush_s=flush_s), *args], env=env,
+                                         cwd=cwd, stdout=out, stderr=err)
+
+    def wait(self, what: str, cond: Callable[[], Any]) -> Any:
+        """``cond()``'s first true value; fails at once when the driver exits before that."""
+        return _wait(what, lambda: cond() or (self.proc.poll() is not None and self._died(what)))
+
+    def _died(self, what: str) -> None:
+        raise AssertionError(f"the driver exited before {what}: {self.out.read_text()}{self.err.read_text()}")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        # Ray kills a dead driver's trials; wait for that, or a resumed cell would have two writers
+        _wait("the killed driver's trials to end", lambda: not _descendants_titled("ray::ImplicitFunc"), 60)
+
+    def finish(self, timeout: float = 300) -> tuple[int, str, str]:
+        self.proc.wait(timeout)
+        return self.proc.returncode, self.out.read_text(), self.err.read_text()
+
+
+def test_a_killed_driver_resumed_three_times_logs_every_point_once(
+        reference: dict[str, History], fresh_state: Callable[[str], Path], ray_session: str) -> None:
+    state = fresh_state("driver-kills")
+    spec = _write_spec(state.parent, "faults-driver")
+    ckpts = state / "checkpoints" / "faults-driver"
+    cells = sorted(reference)
+
+    def ckpt_steps() -> dict[str, int]:
+        return {c: s for c in cells if (s := _checkpoint_step(ckpts / c)) is not None}
+
+    def progress(when: Callable[[dict[str, int], dict[str, int]], bool]) -> Callable[[], Any]:
+        """A condition on (steps in MLflow, checkpoint steps) per cell; true: that snapshot."""
+        def check() -> Any:
+            flushed, saved = _flushed_steps(state), ckpt_steps()
+            return (flushed, saved) if when(flushed, saved) else None
+        return check
+
+    kills = {}
+    # 1. before the first checkpoint: MLflow holds step 0 (and 5); the cells start again from scratch
+    driver = Driver(ray_session, state, spec, "run", flush_s=0.2)
+    kills["first"] = driver.wait("points in MLflow", progress(lambda flushed, saved: bool(flushed)))
+    driver.kill()
+    # 2. mid-run, after flushes: MLflow holds points past a checkpoint, which the resumed trial reports
+    # again (the duplicates a resumed sweep used to log)
+    driver = Driver(ray_session, state, spec, "resume", flush_s=0.2)
+    kills["mid"] = driver.wait("points past a checkpoint", progress(lambda flushed, saved: any(
+        saved.get(c, STEPS) < f < STEPS for c, f in flushed.items())))
+    driver.kill()
+    # 3. late, flushing every 5 s: a checkpoint (at 20 or later) past the points in MLflow, the rest
+    # lost with the driver's buffer (the gaps a resumed sweep used to leave)
+    before = ckpt_steps()
+    driver = Driver(ray_session, state, spec, "resume")
+    kills["late"] = driver.wait("a new checkpoint past MLflow's points", progress(lambda flushed, saved: any(
+        s >= 20 and s > before.get(c, -1) and s > flushed.get(c, -1) for c, s in saved.items())))
+    driver.kill()
+
+    code, out, err = Driver(ray_session, state, spec, "run").finish()
+    assert code == 0, out + err
+    assert "Traceback" not in out + err
+    got = histories(state, "faults-driver")
+    counts = {c: assert_same_history(got[c], reference[c], c) for c in cells}
+    print(f"\nkilled at (steps in MLflow, checkpoint steps) per cell: {kills}; points per cell: {counts}")
+    assert all(n > 100 for n in counts.values()), counts
+    first_flushed, first_saved = kills["first"]
+    assert first_flushed and not first_saved, kills  # the first kill came before any checkpoint
+    runs = _cell_runs(state, "faults-driver")
+    assert sorted(runs) == cells  # one run per cell across four drivers
+    assert {r["tags"]["ablate.status"] for r in runs.values()} == {"finished"}
+
+
+def _cell_runs(state: Path, experiment: str) -> dict[str, dict[str, Any]]:
+    from ablate.track import RunStore
+
+    return {r["cell"]: r for r in RunStore("sqlite:///" + (state / "mlflow.db").resolve().as_posix()).runs(experiment)}
+
+
+# --------------------------------------------------------------------------------------------------
+def test_killed_and_preempted_workers_are_retried_from_their_checkpoints(
+        reference: dict[str, History], fresh_state: Callable[[str], Path], capfd: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    state = fresh_state("worker-kills")
+    spec = load_experiment(_write_spec(state.parent, "faults-worker"))
+    ckpts = state / "checkpoints" / "faults-worker"
+    kill9, term = sorted(reference)
+    killed: dict[str, tuple[int, int | None]] = {}
+
+    def killer() -> None:  # each worker dies after its cell wrote a checkpoint, before it finished
+        for cell_id, sig in ((kill9, signal.SIGKILL), (term, signal.SIGTERM)):
+            _wait(f"a checkpoint of {cell_id}", lambda c=cell_id: (_checkpoint_step(ckpts / c) or 0) >= 10)
+            pid = _wait(f"the worker of {cell_id}", lambda c=cell_id: _trial_pid(c), 30)
+            killed[cell_id] = (sig, _checkpoint_step(ckpts / cell_id))
+            os.kill(pid, sig)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    stream = io.StringIO()
+    summary = run_sweep(spec, SweepOptions(state_dir=state, stream=stream, dashboard=False))
+    thread.join(5)
+    output = stream.getvalue()
+    assert set(killed) == {kill9, term}, output
+    assert summary.ok and summary.statuses == {kill9: "finished", term: "finished"}, output
+    for cell_id in (kill9, term):
+        assert f"cell {cell_id}: its Ray worker died" in output and "retry 1 of 3" in output, output
+    printed = capfd.readouterr()  # this process's stdout and stderr: Ray's notices went to its log
+    for text in (output, printed.out, printed.err):
+        assert "Traceback" not in text and "(raylet)" not in text, text
+    assert summary.log_file is not None and "ActorDiedError" in summary.log_file.read_text()  # Ray's, kept
+
+    got = histories(state, "faults-worker")
+    counts = {c: assert_same_history(got[c], reference[c], c) for c in (kill9, term)}
+    print(f"\nkilled (signal, checkpoint step): {killed}; points per cell: {counts}")
+    client = MlflowClient("sqlite:///" + (state / "mlflow.db").resolve().as_posix())
+    for run in _cell_runs(state, "faults-worker").values():
+        tags = run["tags"]
+        assert tags["ablate.attempt"] == "2" and tags["ablate.status"] == "finished", tags
+        assert tags["ablate.failure"] == "" and tags["ablate.reason"] == ""  # the retry's note is cleared
+        assert client.get_run(run["run_id"]).info.status == "FINISHED"
+
+
+# --------------------------------------------------------------------------------------------------
+PLUGIN = '''\
+"""A test-only norm: per-token LayerNorm that fails at the first training step."""
+import torch
+
+from ablate.norms import Normalizer
+
+
+class FaultyLN(Normalizer):
+    params = {"fail": (str, "crash")}
+
+    def __init__(self, dim, *, rescale=False, fail="crash"):
+        super().__init__(dim, rescale=rescale)
+        self.fail = fail
+
+    def normalize(self, x):
+        if torch.is_grad_enabled():  # probes and validation run without gradients: training only
+            if self.fail == "oom":
+                raise MemoryError("could not allocate the activations")
+            raise RuntimeError("a bug in the norm")
+        return torch.nn.functional.layer_norm(x, x.shape[-1:]), None
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the plugin and its entry point: the driver runs in it, Ray adds it to its
+    workers' ``sys.path``, and both find ``faulty_ln`` as a plugin is found when installed."""
+    folder = tmp_path_factory.mktemp("plugin")
+    (folder / "faulty_norm.py").write_text(PLUGIN)
+    info = folder / "faulty_norm-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: faulty-norm\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ablate.norms]\nfaulty_ln = faulty_norm:FaultyLN\n")
+    return folder
+
+
+def test_a_crash_and_an_oom_fail_once_with_their_class_and_one_summary_line(
+        plugin_folder: Path, fresh_state: Callable[[str], Path], ray_session: str) -> None:
+    from mlflow import MlflowClient
+
+    state = fresh_state("crash-oom")
+    body = CELLS.replace("grid: {norm: [token_ln, global_ln]}",
+                         "grid: {norm: [{name: faulty_ln, fail: crash}, {name: faulty_ln, fail: oom}]}")
+    spec = _write_spec(state.parent, "faults-crash", body)
+    code, out, err = Driver(ray_session, state, spec, "run", cwd=plugin_folder).finish()
+    assert code == 1, out + err
+    assert "Traceback" not in out + err and "(raylet)" not in out + err, out + err
+    lines = [line for line in out.splitlines() if " cells failed " in line]
+    assert len(lines) == 1, out
+    assert lines[0].startswith(f"2 of 2 cells failed (1 crash, 1 oom); see `ablate status {spec} --state-dir "
+                               f"{state}`; Ray's log: {state / 'logs'}"), lines[0]
+
+    runs = _cell_runs(state, "faults-crash")
+    by_failure = {r["tags"].get("ablate.failure"): r for r in runs.values()}
+    assert sorted(by_failure) == ["crash", "oom"], {c: r["tags"] for c, r in runs.items()}
+    client = MlflowClient("sqlite:///" + (state / "mlflow.db").resolve().as_posix())
+    for failure, run in by_failure.items():
+        tags = run["tags"]
+        assert tags["ablate.status"] == "failed" and "ablate.attempt" not in tags, tags  # never retried
+        # the reason leads with the class: `ablate status` shows it in its reason column
+        assert tags["ablate.reason"].startswith(f"{failure}: "), tags["ablate.reason"]
+        assert f"cell {run['cell']} failed: {failure}: " in out
+        tb = Path(client.download_artifacts(run["run_id"], "errors/traceback.txt", str(state.parent / failure)))
+        assert "Traceback" in tb.read_text() and "faulty_norm.py" in tb.read_text()
+    crash, oom = by_failure["crash"]["tags"]["ablate.reason"], by_failure["oom"]["tags"]["ablate.reason"]
+    assert "RuntimeError: a bug in the norm" in crash and "errors/traceback.txt" in crash
+    for words in ("out of memory", "train.batch_size 2", "train.patch_size 16", "swinir-tiny", "MemoryError"):
+        assert words in oom, oom
+
+
+def test_histories_compare_points_values_and_duplicates() -> None:
+    """The comparison itself: a gap, a duplicate and a changed value are each caught."""
+    ref: History = {("train/loss", 5): [0.5], ("val/psnr", 20): [30.0], ("time/total_s", 60): [1.0]}
+    assert assert_same_history({**ref, ("time/total_s", 60): [2.0]}, ref, "c") == 3
+    for bad in ({("train/loss", 5): [0.5], ("time/total_s", 60): [1.0]},
+                {**ref, ("train/loss", 5): [0.5, 0.5]},
+                {**ref, ("val/psnr", 20): [math.nan]}):
+        with pytest.raises(AssertionError):
+            assert_same_history(bad, ref, "c")
