@@ -1,11 +1,13 @@
 """``ablate report``: the ablation table of an experiment, for papers (Markdown, CSV or LaTeX).
 
     ablate report quickstart --format latex
+    ablate report quickstart --eval            # the test-set table `ablate eval` filled
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,12 +23,14 @@ from ._options import state_dir_option, tracking_option
 @click.option("--metric", default=None, metavar="KEY", help="Summary metric to tabulate (default: final/psnr).")
 @click.option("--baseline", default=None, metavar="VARIANT",
               help="Variant for paired differences (default: token_ln if present).")
+@click.option("--eval", "test_sets", is_flag=True,
+              help="The test-set table instead (after `ablate eval`): variants × sets, PSNR/SSIM and fp16.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of printing.")
 @state_dir_option
 @tracking_option
 def command(experiment: str, fmt: str, spec: str | None, metric: str | None, baseline: str | None,
-            output: Path | None, state_dir: Path, tracking_uri: str | None) -> None:
+            test_sets: bool, output: Path | None, state_dir: Path, tracking_uri: str | None) -> None:
     """Print the ablation table of experiment NAME: mean ± std over seeds, best per column, and
     paired differences against the baseline (95% CI and a paired t-test with ≥ 2 seeds).
 
@@ -34,12 +38,23 @@ def command(experiment: str, fmt: str, spec: str | None, metric: str | None, bas
         ablate report quickstart
         ablate report quickstart --format latex --metric final/ssim
         ablate report quickstart --format csv -o table.csv
+        ablate report quickstart --eval --format latex
+
+    With --eval: rows are the variants (in the experiment's order) after the task's baseline
+    (bicubic for SR), column groups the eval: test sets, columns PSNR, SSIM and PSNR in each low
+    precision; mean ± std over seeds, the best in bold only when every row has two seeds or more.
     """
-    from ablate.report import ablation_table
+    from ablate.report import ablation_table, eval_table
     from ablate.track import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri, None, state_dir)
-    table = ablation_table(experiment, uri, spec, state_dir=state_dir, metric=metric, baseline=baseline)
+    table: Any
+    if test_sets:
+        if metric or baseline:
+            raise click.UsageError("--metric and --baseline are for the ablation table, not --eval")
+        table = eval_table(experiment, uri, spec, state_dir=state_dir)
+    else:
+        table = ablation_table(experiment, uri, spec, state_dir=state_dir, metric=metric, baseline=baseline)
     text = table.to_format(fmt)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

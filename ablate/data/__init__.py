@@ -8,6 +8,8 @@
 
 Built-in datasets: ``skimage`` (the RGB images scikit-image ships, offline; the default),
 ``folder`` (HR images, degraded on the fly by the task), ``paired`` (LQ/GT folders matched by stem).
+Test sets (``ablate eval``): :func:`resolve_test_set` (a dataset whose validation images are the
+test images; a folder's every image) and :func:`eval_pairs` (whole images, one at a time).
 ``ablate data prepare FOLDER`` (:func:`prepare_folder`) decodes a folder once into a memory-mapped
 store that the ``folder`` dataset then samples training patches from (the same batches, no decoding).
 Missing, empty or unreadable folders/files and unmatched pairs raise :class:`ablate.errors.DataError`.
@@ -20,8 +22,9 @@ from ._base import Dataset, Source, resolve_dataset
 from ._folder import FolderDataset, PairedDataset
 from ._io import IMAGE_EXTS, clear_cache, read_image
 from ._prepared import PreparedStore, StoredImage, TiledImage, open_store, prepare_folder
-from ._sampler import PairSampler, crop_pair, probe_batch, validation_pairs
+from ._sampler import PairSampler, crop_pair, eval_pairs, probe_batch, validation_pairs
 from ._skimage import SKIMAGE_IMAGES, SkimageDataset, available_skimage_images, load_skimage
+from ._testsets import resolve_test_set
 
 __all__ = [
     "IMAGE_EXTS",
@@ -38,11 +41,13 @@ __all__ = [
     "available_skimage_images",
     "clear_cache",
     "crop_pair",
+    "eval_pairs",
     "load_skimage",
     "open_store",
     "prepare_folder",
     "probe_batch",
     "read_image",
     "resolve_dataset",
+    "resolve_test_set",
     "validation_pairs",
 ]

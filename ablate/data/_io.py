@@ -6,6 +6,11 @@
 
 The cache keeps decoded images up to ``ABLATE_IMAGE_CACHE_MB`` (default 2048) per process, least
 recently used first out, keyed by path, size and mtime so an edited file is read again.
+
+To 8-bit RGB: grayscale and palette images become three equal channels; 16-bit (and 32-bit integer)
+grayscale is scaled, v · 255 / 65535, and rounded (one whose values all fit in 8 bits is taken as
+8-bit); 16-bit RGB(A) keeps the high byte (Pillow's decoder); alpha is composited on white;
+floating-point images are refused (DataError naming the file).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from ablate.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_FLOAT_MODES = ("F", "F;16", "F;32")
 
 _CACHE: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
 _CACHE_BYTES = 0
@@ -78,9 +84,14 @@ def decode_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            return np.ascontiguousarray(_to_rgb8(img))
+            mode = img.mode
+            arr = None if mode in _FLOAT_MODES else np.ascontiguousarray(_to_rgb8(img))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+    if arr is None:  # Pillow's conversion would clip [0, 1] floats to black: no image, silently
+        raise DataError(f"{path}: floating-point pixels (mode {mode}) have no 8-bit rule; save it as an "
+                        f"8- or 16-bit image")
+    return arr
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -22,6 +22,7 @@ image (exactly for bicubic SR and Gaussian blur, away from the image border).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -178,16 +179,41 @@ def validation_pairs(dataset: Any, task: Any, size: int, seed: int) -> list[tupl
         raise SpecError("train.val_size", f"0 or a multiple of the task scale {t.scale} ({t.label})", size)
     if not ds.val:
         raise DataError(f"dataset {ds.name!r} has no validation images")
-    out = []
+    return [_val_pair(ds, t, i, size, seed) for i in range(len(ds.val))]
+
+
+def _val_pair(ds: Dataset, t: Task, i: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Validation image ``i``: its centre ``size`` crop (0: whole), degraded with the image's own seed."""
+    src = ds.val[i]
+    h, w = _extent(src, t, ds)
+    ch, cw = (min(size, h), min(size, w)) if size else (h, w)
+    top = (h - ch) // 2 // t.scale * t.scale
+    left = (w - cw) // 2 // t.scale * t.scale
+    img_seed = _derive(np.random.default_rng([_VAL, seed, i]))
+    gt_img, lq_img = src.load()
+    return crop_pair(t, gt_img, lq_img, (h, w), top, left, ch, cw, img_seed)
+
+
+def eval_pairs(dataset: Any, task: Any, seed: int) -> Iterator[tuple[str, Tensor, Tensor]]:
+    """``(key, lq, gt)`` for each validation image, whole (mod-cropped to the scale), one at a time.
+
+    The same pairs as ``validation_pairs(dataset, task, 0, seed)`` — the same per-image degradation
+    seeds — without holding every image in memory: a test set of 100 large images streams. An image
+    too small to score (not larger than twice the task's crop border, or smaller than its scale)
+    raises :class:`DataError` naming the file.
+    """
+    ds, t = resolve_dataset(dataset), resolve_task(task)
+    seed = _check_int(seed, "seed", 0)
+    if not ds.val:
+        raise DataError(f"dataset {ds.name!r} has no test images")
+    least = max(t.scale, 2 * t.crop_border + 1)
     for i, src in enumerate(ds.val):
         h, w = _extent(src, t, ds)
-        ch, cw = (min(size, h), min(size, w)) if size else (h, w)
-        top = (h - ch) // 2 // t.scale * t.scale
-        left = (w - cw) // 2 // t.scale * t.scale
-        img_seed = _derive(np.random.default_rng([_VAL, seed, i]))
-        gt_img, lq_img = src.load()
-        out.append(crop_pair(t, gt_img, lq_img, (h, w), top, left, ch, cw, img_seed))
-    return out
+        if min(h, w) < least:
+            raise DataError(f"{src.key}: {src.size[0]}×{src.size[1]} is too small to score for {t.label} "
+                            f"(at least {least}×{least} after cropping to a multiple of the scale {t.scale})")
+        lq, gt = _val_pair(ds, t, i, 0, seed)
+        yield src.key, lq, gt
 
 
 def probe_batch(dataset: Any, task: Any, n: int, patch_size: int, seed: int) -> Tensor:

@@ -1,8 +1,9 @@
 """Tables, plots and dashboards from an experiment's MLflow runs.
 
-    from ablate.report import build_dashboard, ablation_table
+    from ablate.report import build_dashboard, ablation_table, eval_table
     build_dashboard(None, "quickstart", None, "dashboard.html")   # default spec, default store
     print(ablation_table("quickstart").to_markdown())
+    print(eval_table("quickstart").to_latex())                    # after `ablate eval`: the paper's table
 
 The only subpackage that imports matplotlib, jinja2 and pandas. MLflow is read through
 :mod:`ablate.track` (:class:`ablate.track.RunStore`).
@@ -18,7 +19,7 @@ _EXPORTS = {
     "ablation_table": "._dashboard", "build_dashboard": "._dashboard", "render_dashboard": "._dashboard",
     "DashboardSpec": "._spec", "FilterSpec": "._spec", "PlotSpec": "._spec", "TableSpec": "._spec",
     "load_dashboard_spec": "._spec", "parse_dashboard_spec": "._spec", "AblationTable": "._table",
-    "divergence_plot": "._cellplot", "table": "._text",
+    "divergence_plot": "._cellplot", "table": "._text", "EvalTable": "._eval", "eval_table": "._eval",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -22,6 +22,7 @@ from ablate.status import CellStatus
 from ablate.track import RunStore, default_state_dir, resolve_tracking_uri
 
 from ._data import Cells, load_cells, pick_sites, sites_of
+from ._eval import eval_context
 from ._plots import STAT_TITLES, depth_figure, lowprec_figure, metric_figure, metric_label, trace_figure
 from ._spec import STATUS_ORDER, DashboardSpec, PlotSpec, load_dashboard_spec
 from ._table import AblationTable, build_table, fmt, fmt_signed
@@ -181,6 +182,7 @@ def render_dashboard(spec: DashboardSpec, experiments: list[str], tracking_uri: 
         "n_cells": len(cells.frame), "variants": [{"label": v, "colour": cells.colours[v]} for v in cells.variants],
         "table": _table_context(table, cells) if not cells.empty else None,
         "status": _status_context(cells) if not cells.empty else None,
+        "eval": eval_context(cells, spec.table.statuses) if not cells.empty else None,
         "figures": figures, "sweeps": _sweep_context(cells), "n_points": n_points,
         "backend": cells.store.backend,
     }

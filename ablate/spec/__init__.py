@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from ._axes import AXES, CORE_AXES, apply_overrides
 from ._expand import PLAN_COLUMNS, expand, plan_rows
-from ._experiment import SEARCH_METRICS, ExperimentSpec, ResourceSpec, SearchParam, SearchSpec, TrackingSpec
+from ._experiment import (
+    EVAL_PRECISIONS,
+    SEARCH_METRICS,
+    EvalSpec,
+    ExperimentSpec,
+    ResourceSpec,
+    SearchParam,
+    SearchSpec,
+    TrackingSpec,
+)
 from ._fields import build_dataclass
 from ._load import load_experiment, parse_experiment
 from ._types import CellSpec, Component, OptimizerSpec, ProbeSpec, ScheduleSpec, TrainSpec, flatten
@@ -20,10 +29,12 @@ from ._types import CellSpec, Component, OptimizerSpec, ProbeSpec, ScheduleSpec,
 __all__ = [
     "AXES",
     "CORE_AXES",
+    "EVAL_PRECISIONS",
     "PLAN_COLUMNS",
     "SEARCH_METRICS",
     "CellSpec",
     "Component",
+    "EvalSpec",
     "ExperimentSpec",
     "OptimizerSpec",
     "ProbeSpec",

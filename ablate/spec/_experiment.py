@@ -21,6 +21,8 @@ from ._types import Component, ProbeSpec, TrainSpec
 SEARCH_METRICS = ("val/psnr", "val/ssim", "train/loss")
 SEARCH_TYPES = ("loguniform", "uniform", "int", "choice")
 SCHEDULERS = ("asha", "none")
+# float32 is the plain metric (eval/<set>/psnr); each other precision adds eval/<set>/psnr_<name>
+EVAL_PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,18 @@ class SearchSpec:
 
 
 @dataclass(frozen=True)
+class EvalSpec:
+    """What ``ablate eval`` scores every finished cell on: whole images of named test sets."""
+
+    # set name -> a dataset component whose validation images are the test images, in file order
+    sets: tuple[tuple[str, Component], ...] = (("skimage", Component("skimage")),)
+    precisions: tuple[str, ...] = ("fp32", "fp16")
+    self_ensemble: bool = False  # average the 8 flips/rotations (the papers' "+" rows)
+    tile: int | None = None  # LQ tile side; None: whole images, tiled only when they do not fit
+    tile_overlap: int = 32  # LQ pixels shared by neighbouring tiles, blended
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     """A validated experiment: the axes and base configs; :func:`ablate.spec.expand` makes the cells.
 
@@ -81,6 +95,7 @@ class ExperimentSpec:
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     search: SearchSpec | None = None
+    eval: EvalSpec | None = None  # None: the file has no eval section (ablate eval uses EvalSpec())
     file: str | None = field(default=None, compare=False)
     source_text: str = field(default="", compare=False, repr=False)
 
@@ -107,6 +122,8 @@ class ExperimentSpec:
             "resources": jsonable(self.resources),
             "tracking": jsonable(self.tracking),
             "search": jsonable(self.search),
+            # only when given: files written before the section existed keep their hash
+            **({"eval": jsonable(self.eval)} if self.eval is not None else {}),
         }
 
     @property

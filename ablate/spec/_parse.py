@@ -23,13 +23,14 @@ from ablate.errors import SpecError, closest
 
 from ._axes import AXES, COMPONENT_AXES, CORE_AXES, apply_overrides, dotted_value
 from ._components import check_component, check_registered, relocate
+from ._eval import parse_eval
 from ._experiment import ExperimentSpec, ResourceSpec, TrackingSpec
 from ._fields import build_dataclass, section, unknown_key
 from ._search import parse_search
 from ._types import Component, ProbeSpec, TrainSpec
 
 TOP_LEVEL_KEYS = ("name", "description", "grid", "include", "exclude", "norm", "rescale", "backbone",
-                  "task", "seed", "data", "train", "probes", "resources", "tracking", "search")
+                  "task", "seed", "data", "train", "probes", "resources", "tracking", "search", "eval")
 # Axes a top-level key can pin for every cell (data too, checked apart: it has a default).
 FIXED_AXES = ("norm", "rescale", "backbone", "task", "seed")
 # The name is the MLflow experiment and, made file-safe (ablate.naming.safe_name), the folder of its
@@ -157,6 +158,7 @@ class Parser:
             resources=self.resources(raw.get("resources")),
             tracking=self.tracking(raw.get("tracking")),
             search=parse_search(raw.get("search"), grid_axes, self),
+            eval=parse_eval(raw.get("eval"), self),
             file=self.file,
             source_text=source_text if source_text is not None else yaml.safe_dump(dict(raw), sort_keys=False),
         )

@@ -20,6 +20,7 @@ experiment in MLflow's UI the way ``ablate ui`` does. This is the only subpackag
 
 from __future__ import annotations
 
+from ._artifacts import artifact_text, download_artifact
 from ._identity import cell_run_identity, cell_run_name
 from ._lease import Heartbeat, Lease, heartbeat_interval, lease_tags
 from ._store import RunStore, latest_per_cell
@@ -40,10 +41,12 @@ __all__ = [
     "Lease",
     "RunStore",
     "Tracker",
+    "artifact_text",
     "cell_run_identity",
     "cell_run_name",
     "default_state_dir",
     "default_tracking_uri",
+    "download_artifact",
     "experiment_page",
     "git_commit",
     "heartbeat_interval",

@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
+from ._cell import VAL_SEED, pick_device
 from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ._reporter import NullReporter, PrintReporter, Reporter, flatten_traces
 from ._state import TrainState
 from ._trainer import CellResult, Trainer, run_cell
 
 __all__ = ["CHECKPOINT_FILE", "CellResult", "NullReporter", "PrintReporter", "Reporter", "TrainState", "Trainer",
-           "flatten_traces", "load_checkpoint", "run_cell", "save_checkpoint"]
+           "VAL_SEED", "flatten_traces", "load_checkpoint", "pick_device", "run_cell", "save_checkpoint"]

