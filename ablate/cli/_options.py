@@ -17,7 +17,8 @@ F = Callable[..., Any]
 def state_dir_option(f: F) -> F:
     return click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".ablate"),
                         show_default=True, envvar="ABLATE_STATE_DIR",
-                        help="Where Ray storage, checkpoints, the SQLite MLflow store and dashboards live.")(f)
+                        help="Where the SQLite MLflow store, dashboards, logs and (without --storage) checkpoints and "
+                             "Ray Tune's state live.")(f)
 
 
 def tracking_option(f: F) -> F:
