@@ -1,8 +1,9 @@
 """What runs inside a Ray worker: one cell through the trial engine, reported via ``tune.report``.
 
 A trial finds its checkpoint by cell id in the checkpoint store (a folder, or object storage), so a cell
-retried after its worker died, on any node (or run again by a later sweep), continues from there; it then first reports the history the
-checkpoint holds (one ``REPLAY`` result), so points the driver never wrote reach MLflow after all.
+retried after its worker died, on any node (or run again by a later sweep), continues from there; it then
+first reports the history the checkpoint holds (one ``REPLAY`` result), so points the driver never wrote
+reach MLflow after all.
 """
 
 from __future__ import annotations
