@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import cluster_options, state_dir_option, tracking_option, yes_option
+from ._options import cluster_options, state_dir_option, storage_options, tracking_option, yes_option
 from .cmd_run import max_retries_option, sweep_command
 
 
@@ -13,6 +13,7 @@ from .cmd_run import max_retries_option, sweep_command
 @state_dir_option
 @tracking_option
 @cluster_options
+@storage_options
 @yes_option
 @max_retries_option
 def command(**kwargs: object) -> None:

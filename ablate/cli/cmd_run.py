@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._options import cluster_options, confirm_size, load, state_dir_option, tracking_option, yes_option
+from ._options import (
+    cluster_options,
+    confirm_size,
+    load,
+    state_dir_option,
+    storage_options,
+    tracking_option,
+    yes_option,
+)
 
 if TYPE_CHECKING:
     from ablate.tune import SweepSummary
@@ -36,6 +44,7 @@ def failure_line(summary: SweepSummary, file: str, state_dir: Path) -> str | Non
 
 def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address: str | None,
                   cpus_per_trial: float | None, gpus_per_trial: float | None, max_concurrent: int | None,
+                  storage: str | None, storage_endpoint: str | None, keep_checkpoints: int,
                   force: bool, dashboard: bool, yes: bool, max_retries: int | None) -> None:
     from ablate.tune import SweepOptions, run_sweep
 
@@ -43,7 +52,9 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
     confirm_size(spec, state_dir, tracking_uri, yes)
     opts = SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                        max_concurrent=max_concurrent, force=force, dashboard=dashboard, max_retries=max_retries)
+                        max_concurrent=max_concurrent, storage=storage, storage_endpoint=storage_endpoint,
+                        keep_checkpoints=keep_checkpoints, force=force, dashboard=dashboard,
+                        max_retries=max_retries)
     summary = run_sweep(spec, opts)
     counts: dict[str, int] = {}
     for status in summary.statuses.values():
@@ -66,6 +77,7 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
 @state_dir_option
 @tracking_option
 @cluster_options
+@storage_options
 @max_retries_option
 @click.option("--force", is_flag=True, help="Rerun cells that already finished.")
 @click.option("--no-dashboard", "dashboard", flag_value=False, default=True,
@@ -77,6 +89,7 @@ def command(**kwargs: object) -> None:
     \b
         ablate run experiments/quickstart.yaml
         ablate run experiments/paper/hat-mini-sr.yaml --address auto --gpus-per-trial 1
+        ablate run experiments/quickstart.yaml --address head:6379 --storage s3://team/ablate
 
     Cells that already finished in the same MLflow experiment are skipped (extend a grid and only
     the new cells run); cells that were interrupted resume from their last checkpoint, and a cell

@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from ._options import cluster_options, confirm_size, load, state_dir_option, tracking_option, yes_option
+from ._options import (
+    cluster_options,
+    confirm_size,
+    load,
+    state_dir_option,
+    storage_options,
+    tracking_option,
+    yes_option,
+)
 from .cmd_run import failure_line, max_retries_option
 
 
@@ -15,10 +23,11 @@ from .cmd_run import failure_line, max_retries_option
 @state_dir_option
 @tracking_option
 @cluster_options
+@storage_options
 @yes_option
 @max_retries_option
 def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_per_trial,  # type: ignore[no-untyped-def]
-            max_concurrent, yes, max_retries) -> None:
+            max_concurrent, storage, storage_endpoint, keep_checkpoints, yes, max_retries) -> None:
     """Tune hyperparameters with Optuna (TPE) on Ray Tune, one study per base cell of the grid.
 
     \b
@@ -35,7 +44,9 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
     confirm_size(spec, state_dir, tracking_uri, yes, trials_per_cell=spec.search.num_samples if spec.search else 1)
     summary = run_search(spec, SweepOptions(state_dir=state_dir, address=address, tracking_uri=tracking_uri,
                                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                                            max_concurrent=max_concurrent, dashboard=False, max_retries=max_retries))
+                                            max_concurrent=max_concurrent, storage=storage,
+                                            storage_endpoint=storage_endpoint, keep_checkpoints=keep_checkpoints,
+                                            dashboard=False, max_retries=max_retries))
     click.echo(f"{spec.name}: {len(summary.statuses)} trials in {summary.wall_s:.0f} s; "
                f"MLflow {summary.tracking_uri}")
     line = failure_line(summary, file, state_dir)

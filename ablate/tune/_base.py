@@ -8,18 +8,22 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
+from ablate.errors import AblateError
 from ablate.naming import safe_name
 from ablate.status import CellStatus
 
 if TYPE_CHECKING:
     from ablate.spec import CellSpec, ExperimentSpec
     from ablate.track import Tracker
+
+    from ._storage import CheckpointStore
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class SweepOptions:
 
     state_dir: Path = Path(".ablate")
     address: str | None = None  # an existing Ray cluster; RAY_ADDRESS wins when set
+    storage: str | None = None  # checkpoints and Ray Tune's state: a folder or s3://…; None: state_dir
+    storage_endpoint: str | None = None  # an S3-compatible server; None: AWS_ENDPOINT_URL(_S3)
+    keep_checkpoints: int = 1  # checkpoints kept per cell, the latest first
     tracking_uri: str | None = None  # CLI value; MLFLOW_TRACKING_URI, then the spec, then SQLite
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
@@ -67,7 +74,7 @@ class Setup:
     cells: list[CellSpec]  # the expanded grid (a search's base cells)
     tracker: Tracker
     # per experiment: two experiments may hold the identical cell and must not share its checkpoint
-    ckpt_root: Path
+    store: CheckpointStore
     log_file: Path  # <state>/logs/<experiment>-<time>.log: Ray's own output (see ray_output_to)
 
 
@@ -85,9 +92,96 @@ def init_ray(address: str | None, num_cpus: int | None) -> None:
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                               "log_to_driver": False, "configure_logging": True}
     if addr:
-        ray.init(address=addr, **kwargs)
+        connect_ray(addr, kwargs)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+
+
+# Joining a cluster: one attempt with short timeouts. Ray's defaults retry for 20 s or more, printing a
+# warning each second, before a wrong address or token comes out as a traceback. Each is an environment
+# variable, so a slow network can have longer ones.
+_CONNECT_ENV = {"RAY_gcs_server_port_wait_time_s": "1", "RAY_gcs_rpc_server_connect_timeout_s": "2",
+                "RAY_py_gcs_connect_timeout_s": "3"}
+_TOKEN_SOURCES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+
+
+def connect_ray(address: str, init_kwargs: dict[str, Any]) -> None:
+    """Join the Ray cluster at ``address``, with token authentication when a token is at hand; a
+    refusal is an AblateError of one line that says what to check."""
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    changed = _token_auth_if_available()
+    for key, value in _CONNECT_ENV.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            changed = True
+    if changed:
+        _reload_ray_config()
+    with tempfile.TemporaryFile() as log:
+        try:
+            with _stderr_to(log):  # Ray's C++ client warns on fd 2 while it tries; the reason is in there
+                ray.init(address=address, **init_kwargs)
+        except (ConnectionError, RuntimeError, AuthenticationError) as err:
+            log.seek(0)
+            raise AblateError(_refusal(address, err, log.read().decode(errors="replace"))) from None
+        log.seek(0)
+        sys.stderr.write(log.read().decode(errors="replace"))  # joined: what Ray said is worth seeing
+
+
+def _token_auth_if_available() -> bool:
+    """Set ``RAY_AUTH_MODE=token`` when it is unset and a token is at hand: given an explicit address, a
+    driver sends its token only in that mode (Ray turns it on by itself for ``auto`` and local clusters)."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return False
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    files = [Path(path).expanduser()] if path else [Path.home() / ".ray" / "auth_token"]
+    if os.environ.get("RAY_AUTH_TOKEN") or any(f.is_file() for f in files):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return True
+    return False
+
+
+def _reload_ray_config() -> None:
+    """Ray reads its ``RAY_…`` settings once per process, at import; have it read them again."""
+    try:
+        from ray._raylet import Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
+    except (ImportError, AttributeError):  # another Ray: the settings reach only the processes it starts
+        pass
+
+
+@contextlib.contextmanager
+def _stderr_to(file: IO[bytes]) -> Iterator[None]:
+    """Point file descriptor 2 (what C++ code writes to, not only ``sys.stderr``) at ``file``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(file.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _refusal(address: str, err: BaseException, said: str) -> str:
+    """One line: why joining ``address`` failed and what to check."""
+    from ray.exceptions import AuthenticationError
+
+    where = f"cannot join the Ray cluster at {address}"
+    if isinstance(err, AuthenticationError):
+        return f"{where}: token authentication is on but there is no token here (set {_TOKEN_SOURCES})"
+    if ("InvalidAuthToken" in said or "Unauthenticated" in said) and os.environ.get("RAY_AUTH_MODE") != "token":
+        return f"{where}: it needs a token and there is none here (set {_TOKEN_SOURCES})"
+    if "InvalidAuthToken" in said or "Unauthenticated" in said:
+        return (f"{where}: it refused this machine's token (check {_TOKEN_SOURCES}: the cluster's own token, "
+                "`ray get-auth-token` on its head)")
+    if isinstance(err, ConnectionError):
+        return f"{where}: no answer (check --address or RAY_ADDRESS: the head's host:port, reachable from here)"
+    text = str(err).strip()
+    return f"{where}: {text.splitlines()[0] if text else type(err).__name__}"
 
 
 def trial_resources(spec: ExperimentSpec, opts: SweepOptions) -> tuple[float, float, int | None]:
@@ -108,21 +202,21 @@ def max_retries(spec: ExperimentSpec, opts: SweepOptions) -> int:
 
 def prepare(spec: ExperimentSpec, opts: SweepOptions) -> Setup:
     """The output stream, the state folder (created), the expanded cells, the MLflow tracker and the
-    experiment's checkpoint folder."""
+    experiment's checkpoint store (checked to be reachable)."""
     from ablate.spec import expand
     from ablate.track import Tracker, resolve_tracking_uri
 
+    from ._storage import CheckpointStore
+
     state_dir = Path(opts.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    store = CheckpointStore.open(opts.storage, state_dir, spec.name, endpoint=opts.storage_endpoint,
+                                 keep=opts.keep_checkpoints)
+    store.check()
     cells = expand(spec)
     uri = resolve_tracking_uri(opts.tracking_uri, spec.tracking.uri, opts.state_dir)
-    return Setup(opts.stream or sys.stdout, state_dir, cells, Tracker(uri, opts.state_dir),
-                 checkpoint_root(state_dir, spec.name), state_dir / "logs" / f"{ray_run_name(spec.name)}.log")
-
-
-def checkpoint_root(state_dir: Path, experiment: str) -> Path:
-    """``<state>/checkpoints/<experiment>``: one folder per cell below it."""
-    return Path(state_dir) / "checkpoints" / safe_name(experiment)
+    return Setup(opts.stream or sys.stdout, state_dir, cells, Tracker(uri, opts.state_dir), store,
+                 state_dir / "logs" / f"{ray_run_name(spec.name)}.log")
 
 
 def ray_run_name(experiment: str, *parts: str) -> str:

@@ -29,6 +29,8 @@ from ._trial import FAILURE, FINAL, REASON, REPLAY, STATUS, STEP, TRACEBACK
 if TYPE_CHECKING:
     from ablate.track import Tracker
 
+    from ._storage import CheckpointStore
+
 _METRIC_PREFIXES = ("train/", "val/", "feat/", "ref/", "final/", "best/", "time/")
 _SUMMARY_EXTRA = ("steps", "params")
 
@@ -44,7 +46,7 @@ def _metrics_of(result: dict[str, Any]) -> dict[str, float]:
 class SweepCallback(tune.Callback):
     """Logs every trial to its MLflow child run, in batches, from the driver process only."""
 
-    def __init__(self, tracker: Tracker, parent_run_id: str, cells: dict[str, dict[str, Any]], ckpt_root: Path,
+    def __init__(self, tracker: Tracker, parent_run_id: str, cells: dict[str, dict[str, Any]], store: CheckpointStore,
                  stream: TextIO | None = None, refresh_s: float | None = None, tags: dict[str, str] | None = None,
                  max_retries: int = 0) -> None:
         self.tracker = tracker
@@ -55,7 +57,7 @@ class SweepCallback(tune.Callback):
         self.trial_cell: dict[str, str] = {}  # Ray trial id -> cell id
         self.extra_tags = tags or {}
         self.expected = len(cells)  # cells this sweep will run (a search's trials come on top)
-        self.ckpt_root = ckpt_root  # <state>/checkpoints/<experiment>: one folder per cell
+        self.store = store  # the cells' checkpoints and samples, wherever the trials stored them
         self.stream = stream or sys.stdout
         # a terminal gets the table redrawn in place every 2 s; a log file a new one every 30 s
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -252,7 +254,10 @@ class SweepCallback(tune.Callback):
         return self.points[cell_id]
 
     def _log_artifacts(self, cell_id: str, run_id: str) -> None:
-        ckpt = self.ckpt_root / cell_id
+        with self.store.local_copy(cell_id) as ckpt:
+            self._log_files(cell_id, run_id, ckpt)
+
+    def _log_files(self, cell_id: str, run_id: str, ckpt: Path) -> None:
         for name, dest in (("samples.png", "samples"), (CHECKPOINT_FILE, "checkpoint")):
             if (ckpt / name).exists():
                 self.tracker.log_artifact(run_id, ckpt / name, dest)

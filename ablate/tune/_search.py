@@ -50,12 +50,12 @@ def run_search(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepS
     setup = prepare(spec, opts)
     for note in setup.tracker.claim(spec.name):  # refuses while another driver runs the experiment
         setup.stream.write(note + "\n")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # not every report carries val/psnr
+    init_ray(opts.address, None)  # before MLflow is written to: a cluster that refuses us leaves no trace
     parent = setup.tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(setup.cells), tags=_TAGS,
                                        driver=True)
     summary = SweepSummary(spec.name, parent, setup.tracker.tracking_uri)
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # not every report carries val/psnr
-    init_ray(opts.address, None)
-    callback = SweepCallback(setup.tracker, parent, {c.id: c.to_config() for c in setup.cells}, setup.ckpt_root,
+    callback = SweepCallback(setup.tracker, parent, {c.id: c.to_config() for c in setup.cells}, setup.store,
                              stream=setup.stream, tags=_TAGS, max_retries=max_retries(spec, opts))
     status = "FINISHED"  # the search run's MLflow state
     try:
@@ -93,15 +93,16 @@ def _search_base(spec: ExperimentSpec, srch: SearchSpec, base: CellSpec, opts: S
                                   grace_period=max(base.train.eval_every, 1), reduction_factor=2,
                                   stop_last_trials=False)  # a trial that got there reports its summary
     cpus, gpus, max_conc = trial_resources(spec, opts)
+    storage_path, storage_fs = setup.store.ray_storage()
     tuner = Tuner(
         # every base cell's config travels with each study: a trial's config names its base
-        trainable({c.id: c.to_config() for c in setup.cells}, setup.ckpt_root, cpus, gpus),
+        trainable({c.id: c.to_config() for c in setup.cells}, setup.store, cpus, gpus),
         param_space={"base": base.id, **_space(srch)},
         tune_config=TuneConfig(search_alg=_searcher(srch.metric, srch.mode, base.seed), scheduler=scheduler,
                                num_samples=srch.num_samples, metric=srch.metric, mode=srch.mode,
                                max_concurrent_trials=max_conc),
-        run_config=RunConfig(name=ray_run_name(spec.name, "search", base.id),
-                             storage_path=str(setup.state_dir / "ray"), verbose=0, callbacks=[callback],
+        run_config=RunConfig(name=ray_run_name(spec.name, "search", base.id), storage_path=storage_path,
+                             storage_filesystem=storage_fs, verbose=0, callbacks=[callback],
                              failure_config=FailureConfig(max_failures=callback.max_retries)),
     )
     with warnings.catch_warnings(), ray_output_to(setup.log_file):

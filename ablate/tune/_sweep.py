@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 import warnings
@@ -48,16 +47,16 @@ def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSu
     if not todo:  # nothing to run: no empty sweep run in MLflow
         return SweepSummary(spec.name, "", tracker.tracking_uri, dict.fromkeys(skipped, CellStatus.FINISHED),
                             skipped, time.perf_counter() - t_start, tracker.log_time)
+    init_ray(opts.address, None)  # before MLflow is written to: a cluster that refuses us leaves no trace
     parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows(setup.cells), driver=True)
     summary = SweepSummary(spec.name, parent, tracker.tracking_uri, skipped=skipped)
     if opts.force:
         for c in setup.cells:
-            shutil.rmtree(setup.ckpt_root / c.id, ignore_errors=True)
+            setup.store.delete(c.id)
     status = "FINISHED"  # the sweep run's MLflow state
     callback = None
     try:
-        init_ray(opts.address, None)
-        callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, setup.ckpt_root,
+        callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, setup.store,
                                  stream=setup.stream, max_retries=max_retries(spec, opts))
         _fit(spec, opts, setup, todo, callback)
     except KeyboardInterrupt:
@@ -95,8 +94,9 @@ def _fit(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, todo: list[Cell
     cpus, gpus, max_conc = trial_resources(spec, opts)
     setup.stream.write(f"running {len(todo)} cells of {spec.name!r} on Ray ({cpus:g} CPU"
                        f"{f', {gpus:g} GPU' if gpus else ''} per cell); MLflow: {setup.tracker.tracking_uri}\n")
+    storage_path, storage_fs = setup.store.ray_storage()
     tuner = Tuner(
-        trainable({c.id: c.to_config() for c in todo}, setup.ckpt_root, cpus, gpus),
+        trainable({c.id: c.to_config() for c in todo}, setup.store, cpus, gpus),
         param_space={"cell_id": tune.grid_search([c.id for c in todo])},
         tune_config=TuneConfig(
             max_concurrent_trials=max_conc,
@@ -106,9 +106,11 @@ def _fit(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, todo: list[Cell
             trial_name_creator=lambda t: t.config["cell_id"],
             trial_dirname_creator=lambda t: t.config["cell_id"],
         ),
-        # a trial whose worker dies is started again; it resumes from the cell's own checkpoint
-        run_config=RunConfig(name=ray_run_name(spec.name), storage_path=str(setup.state_dir / "ray"), verbose=0,
-                             callbacks=[callback], failure_config=FailureConfig(max_failures=callback.max_retries),
+        # a trial whose worker dies is started again (on any node); it resumes from the cell's checkpoint
+        # in storage
+        run_config=RunConfig(name=ray_run_name(spec.name), storage_path=storage_path,
+                             storage_filesystem=storage_fs, verbose=0, callbacks=[callback],
+                             failure_config=FailureConfig(max_failures=callback.max_retries),
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
     with warnings.catch_warnings(), ray_output_to(setup.log_file):

@@ -1,17 +1,17 @@
 """What runs inside a Ray worker: one cell through the trial engine, reported via ``tune.report``.
 
-A trial finds its checkpoint by cell id under the checkpoint root, so a cell retried after its worker
-died (or run again by a later sweep) continues from there; it then first reports the history the
-checkpoint holds (one ``REPLAY`` result), so points the driver never wrote reach MLflow after all.
+A trial finds its checkpoint by cell id in the checkpoint store (a folder, or object storage), so a cell
+retried after its worker died, on any node (or run again by a later sweep), continues from there; it then
+first reports the history the checkpoint holds (one ``REPLAY`` result), so points the driver never wrote
+reach MLflow after all.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
@@ -19,6 +19,9 @@ from ablate.status import CellStatus
 from ablate.train import flatten_traces
 
 from ._failure import in_trial
+
+if TYPE_CHECKING:
+    from ._storage import CheckpointStore
 
 # keys of our own in a result dict (Ray adds its own: training_iteration, time_this_iter_s, …)
 STEP, STATUS, REASON, FINAL, CELL = "ablate/step", "ablate/status", "ablate/reason", "ablate/final", "ablate/cell"
@@ -29,12 +32,15 @@ FAILURE, TRACEBACK = "ablate/failure", "ablate/traceback"  # why a cell failed, 
 class RayReporter:
     """Turns trial-engine reports into ``tune.report`` calls (one per reported step)."""
 
-    def __init__(self, cell_id: str) -> None:
+    def __init__(self, cell_id: str, store: CheckpointStore) -> None:
         self.cell_id = cell_id
+        self.store = store
 
     def report(self, step: int, metrics: dict[str, float], traces: Any = None, checkpoint: Path | None = None
                ) -> None:
         tune.report({STEP: step, CELL: self.cell_id, **metrics, **flatten_traces(traces)})
+        if checkpoint is not None:  # after the report: a retry from it never skips this step's metrics
+            self.store.commit(self.cell_id, checkpoint, step)
 
     def replay(self, history: list[dict[str, Any]]) -> None:
         """Report again, in one result, every point a resumed cell reported before its checkpoint (no
@@ -64,7 +70,8 @@ def cell_of(config: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[st
     return apply_overrides(cells[config["base"]], {k: v for k, v in config.items() if k != "base"})
 
 
-def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_root: str, threads: int) -> None:
+def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], store: CheckpointStore, threads: int
+               ) -> None:
     """The Ray trainable: resolve the cell, resume from its checkpoint if one exists, run it.
 
     An exception in the cell's code ends it ``failed`` (class ``crash`` or ``oom``) with its traceback
@@ -84,14 +91,16 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_ro
     try:
         spec = CellSpec.from_config(cell_of(config, cells))
         cell_id = spec.id
-        reporter = RayReporter(cell_id)
-        ckpt_dir = Path(ckpt_root) / cell_id
+        reporter = RayReporter(cell_id, store)
+        # the cell's latest checkpoint from storage, wherever this trial runs (a retry: another node)
+        ckpt_dir, state = store.checkout(cell_id)
         trainer = Trainer(spec, reporter, checkpoint_dir=ckpt_dir)
-        state = _checkpoint_state(ckpt_dir)
         if state is not None:
             trainer.state.load_state_dict(state)
             reporter.replay(trainer.state.history)
         result = trainer.run()
+        if result.checkpoint is not None:  # the final checkpoint and samples: stored before the final report
+            store.commit(cell_id, result.checkpoint, result.step, final=True)
         status, reason, summary = CellStatus(result.status), result.reason, result.summary
     except Exception as err:  # the cell is recorded as failed; the sweep goes on
         failed_as, reason = in_trial(err, spec)
@@ -104,27 +113,9 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], ckpt_ro
     tune.report(final)
 
 
-def _checkpoint_state(ckpt_dir: Path) -> dict[str, Any] | None:
-    """The cell's checkpoint, or None to start from step 0 (an unreadable one is removed).
-
-    A checkpoint at the last step is resumed too: the driver may have died after the cell finished but
-    before it recorded that; the cell then only evaluates again. (``--force`` removes checkpoints first.)
-    """
-    from ablate.errors import AblateError
-    from ablate.train import CHECKPOINT_FILE, load_checkpoint
-
-    if not (ckpt_dir / CHECKPOINT_FILE).exists():
-        return None
-    try:
-        return load_checkpoint(ckpt_dir)
-    except AblateError:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        return None
-
-
-def trainable(cells: dict[str, dict[str, Any]], ckpt_root: Path, cpus: float, gpus: float) -> Any:
-    """:func:`cell_trial` as Ray Tune runs it: the cell configs carried by ``tune.with_parameters``
-    (in Ray's object store, not in every trial's config), with each trial's resources."""
+def trainable(cells: dict[str, dict[str, Any]], store: CheckpointStore, cpus: float, gpus: float) -> Any:
+    """:func:`cell_trial` as Ray Tune runs it: the cell configs and the checkpoint store carried by
+    ``tune.with_parameters`` (in Ray's object store, not in every trial's config), with each trial's resources."""
     return tune.with_resources(
-        tune.with_parameters(cell_trial, cells=cells, ckpt_root=str(ckpt_root), threads=int(max(1, cpus))),
+        tune.with_parameters(cell_trial, cells=cells, store=store, threads=int(max(1, cpus))),
         {"cpu": cpus, "gpu": gpus})

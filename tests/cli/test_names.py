@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from ablate.cli import main
 from ablate.track import Tracker
-from ablate.tune._base import checkpoint_root, ray_run_name
+from ablate.tune._base import ray_run_name
+from ablate.tune._storage import CheckpointStore
 
 NAME = "../../x"
 CELLS = """\
@@ -43,7 +44,7 @@ def test_every_path_made_from_a_name_stays_in_the_state_folder(tmp_path: Path,
     for name in (NAME, "/etc/x", "..\\..\\x", "a/../../../x", "x/.."):
         location = tracker.artifact_location(name)
         assert location is not None
-        for path in (checkpoint_root(state, name) / "cell", Path(location.removeprefix("file://")),
+        for path in (Path(CheckpointStore.open(None, state, name).cell_path("cell")), Path(location.removeprefix("file://")),
                      state / "ray" / ray_run_name(name, "search", "base")):
             assert path.resolve().is_relative_to(state) and path.resolve() != state, (name, path)
 

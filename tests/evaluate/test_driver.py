@@ -43,9 +43,10 @@ def _history(trained: Trained, run_id: str, key: str) -> int:
 
 
 def test_checkpoint_dir_is_where_the_sweep_writes() -> None:
-    from ablate.tune._base import checkpoint_root
+    from ablate.tune._storage import CheckpointStore
 
-    assert checkpoint_dir(Path("/s"), "my exp/v2", "abc") == checkpoint_root(Path("/s"), "my exp/v2") / "abc"
+    assert checkpoint_dir(Path("/s"), "my exp/v2", "abc") == Path(CheckpointStore.open(None, Path("/s"), "my exp/v2")
+                                                                  .cell_path("abc"))
 
 
 def test_metrics_are_the_trainers_final_numbers(trained: Trained, tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 from ablate.spec import load_experiment
 from ablate.status import CellStatus
 from ablate.tune import SweepSummary
-from ablate.tune._base import checkpoint_root, ray_run_name
+from ablate.tune._base import ray_run_name
+from ablate.tune._storage import CheckpointStore
 
 
 def test_a_sweep_is_ok_when_every_cell_finished_or_diverged() -> None:
@@ -21,8 +22,11 @@ def test_a_sweep_is_ok_when_every_cell_finished_or_diverged() -> None:
 
 
 def test_folder_and_run_names_keep_plain_names_and_stay_inside_the_state_folder(tmp_path: Path) -> None:
-    assert checkpoint_root(tmp_path, "quickstart") == tmp_path / "checkpoints" / "quickstart"
-    assert checkpoint_root(tmp_path, "../../x").parent == tmp_path / "checkpoints"
+    store = CheckpointStore.open(None, tmp_path, "quickstart")
+    assert Path(store.cell_path("c0ffee")) == tmp_path.resolve() / "checkpoints" / "quickstart" / "c0ffee"
+    assert Path(store.ray_storage()[0]) == tmp_path.resolve() / "ray" and store.ray_storage()[1] is None
+    outside = CheckpointStore.open(None, tmp_path, "../../x").cell_path("c")
+    assert Path(outside).parent.parent == tmp_path.resolve() / "checkpoints"
     assert ray_run_name("norm ablation/v2", "search", "3fa2c1d0e9").startswith("norm-ablation-v2-search-3fa2c1d0e9-")
 
 
@@ -114,8 +118,8 @@ def test_each_point_reaches_mlflow_once_across_a_killed_driver_and_a_retry(
 
     def callback(tracker: Tracker) -> SweepCallback:
         parent = tracker.start_sweep("exactly-once", "h", "", [])
-        return SweepCallback(tracker, parent, {cell.id: cell.to_config()}, tmp_path, stream=io.StringIO(),
-                             max_retries=3)
+        return SweepCallback(tracker, parent, {cell.id: cell.to_config()},
+                             CheckpointStore.open(None, tmp_path, "exactly-once"), stream=io.StringIO(), max_retries=3)
 
     def report(cb: SweepCallback, trial: _Trial, step: int) -> None:
         cb.on_trial_result(0, [], trial, {STEP: step, CELL: cell.id, **points[step]})
@@ -178,8 +182,8 @@ def test_a_worker_lost_more_often_than_allowed_fails_as_preempted(fresh_state: A
 
     tracker = Tracker(None, fresh_state("lost"))
     cell = CellSpec.from_config(TINY_CELL)
-    cb = SweepCallback(tracker, tracker.start_sweep("lost", "h", "", []), {cell.id: cell.to_config()}, tmp_path,
-                       stream=io.StringIO(), max_retries=3)
+    cb = SweepCallback(tracker, tracker.start_sweep("lost", "h", "", []), {cell.id: cell.to_config()},
+                       CheckpointStore.open(None, tmp_path, "lost"), stream=io.StringIO(), max_retries=3)
     cb.on_trial_error(0, [], _Trial("t1", cell.id, ActorDiedError()))
     run = tracker.client.get_run(cb.runs[cell.id])
     assert run.data.tags["ablate.failure"] == "preempted" and run.info.status == "FAILED"
