@@ -18,7 +18,7 @@ _EXPORTS = {
     "ablation_table": "._dashboard", "build_dashboard": "._dashboard", "render_dashboard": "._dashboard",
     "DashboardSpec": "._spec", "FilterSpec": "._spec", "PlotSpec": "._spec", "TableSpec": "._spec",
     "load_dashboard_spec": "._spec", "parse_dashboard_spec": "._spec", "AblationTable": "._table",
-    "divergence_plot": "._cellplot", "table": "._text",
+    "divergence_plot": "._cellplot", "table": "._text", "signal_summary": "._signal",
 }
 __all__ = sorted(_EXPORTS)
 

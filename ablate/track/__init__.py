@@ -13,6 +13,7 @@ importing it is cheap); cell statuses are :class:`ablate.status.CellStatus`.
 
 from __future__ import annotations
 
+from ._client import cache_dir, seed_sqlite_store
 from ._identity import cell_run_identity, cell_run_name
 from ._store import RunStore, latest_per_cell
 from ._tracker import Tracker, git_commit, safe_key
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_STATE_DIR",
     "RunStore",
     "Tracker",
+    "cache_dir",
     "cell_run_identity",
     "cell_run_name",
     "default_state_dir",
@@ -38,5 +40,6 @@ __all__ = [
     "normalize_tracking_uri",
     "resolve_tracking_uri",
     "safe_key",
+    "seed_sqlite_store",
     "sqlite_path",
 ]
