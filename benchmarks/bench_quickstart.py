@@ -19,11 +19,14 @@ MLflow afterwards:
 - **fixed cost** = wall − Σ cell s / k, with k the concurrency (CPUs / ``cpus_per_trial``): every
   second of the command's wall that the cells' work does not explain (imports, the MLflow store,
   Ray's start, worker start-up, idle slots at the tail, the dashboard, shutdown); also split into
-  **before the first cell started** and **after the last cell ended**.
+  **before the first cell started** and **after the last cell ended**;
+- **CPU seconds** of the whole process tree (the command, Ray's processes, the workers), sampled from
+  /proc every 0.5 s (Linux): the total work, which other load on the machine barely changes.
 
 Wall times stretch on a loaded machine: the load average before and after is printed with them.
-``--check`` compares Σ cell s and the fixed cost with the figures recorded in benchmarks/README.md
-(``RECORDED``) and exits 1 when either is more than ``--tolerance`` (default 1.5) times it.
+``--check`` compares the CPU seconds, Σ cell s and the fixed cost with the figures recorded in
+benchmarks/README.md (``RECORDED``) and exits 1 when one is more than ``--tolerance`` (default 1.5)
+times it — so a change that doubles the quickstart's work or its fixed cost does not pass unnoticed.
 
 **Signature** (``--signature``): every quickstart cell for each of ``--seeds`` (default 0 1 2),
 run in this process through ``ablate.train.run_cell`` on ``expand(load_experiment(...))`` with the
@@ -38,7 +41,7 @@ interleaved, ``--repeats`` times (mlflow imported once before): MLflow building 
 (its migrations; the cache made unusable), the first new store on a machine (a cold cache: the empty
 store is built once, unsynced) and every later one (a warm cache: a copy).
 
-``--set KEY=VALUE`` (repeatable; YAML values) overrides a field of the experiment file in both modes,
+``--set KEY=VALUE`` (repeatable; YAML values) overrides a field of the experiment file (cost and signature),
 ``--spec FILE`` benchmarks another experiment file.
 """
 
@@ -62,9 +65,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT / "experiments" / "quickstart.yaml"
-# Recorded with this script on the 2-core development VM (benchmarks/README.md, "bench_quickstart.py"):
-# Σ cell s and the fixed cost of the default (cold-cache) run. --check fails beyond --tolerance × these.
-RECORDED = {"cell_sum_s": 190.0, "fixed_s": 40.0}
+# Recorded with this script on the 2-core development VM, default (cold-cache) run, load average 3.7–5.6
+# (benchmarks/README.md, "bench_quickstart.py"). --check fails beyond --tolerance × these. The CPU
+# seconds barely move with other load; the wall figures stretch with it: check on a quiet machine.
+RECORDED = {"cpu_s": 133.0, "cell_sum_s": 206.0, "fixed_s": 29.0}
 THRESHOLD_MSQ_RATIO = 100.0
 
 
@@ -99,11 +103,12 @@ def _load(spec: Path) -> Any:
 # cost ------------------------------------------------------------------------------------------------
 class TreeCPU:
     """CPU seconds of a process and all its descendants (Ray's processes and workers included), sampled
-    from /proc every ``interval`` s until ``stop()``; None where /proc is missing (not Linux)."""
+    from /proc every ``interval`` s until ``stop()``; unavailable where /proc is missing (not Linux)."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.root, self.interval = pid, interval
-        self.seen: dict[tuple[int, str], float] = {}  # (pid, start time) -> its last CPU seconds
+        self.cpu: dict[tuple[int, str], float] = {}  # (pid, start time) -> its last CPU seconds
+        self.kind: dict[tuple[int, str], str] = {}  # (pid, start time) -> what the process is
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -111,12 +116,23 @@ class TreeCPU:
         if self.available:
             self._thread.start()
 
-    def _stat(self, pid: int) -> list[str] | None:
+    @staticmethod
+    def _stat(pid: int) -> list[str] | None:
         try:
             text = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             return None
         return text[text.rindex(")") + 2:].split()  # fields from the 3rd (state) on
+
+    def _kind(self, pid: int) -> str:
+        if pid == self.root:
+            return "the `ablate run` process"
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            cmd = ""
+        return "Ray workers (the cells, their imports)" if "default_worker" in cmd or cmd.startswith("ray::") \
+            else "Ray's own processes"
 
     def _sample(self) -> None:
         parents: dict[int, int] = {}
@@ -124,26 +140,31 @@ class TreeCPU:
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and (st := self._stat(int(entry.name))) is not None:
                 parents[int(entry.name)], stats[int(entry.name)] = int(st[1]), st
-        tracked = {pid for pid, _ in self.seen} | {self.root}
-        changed = True
-        while changed:  # descendants, and anything once seen (Ray reparents some of its processes)
-            new = {pid for pid, ppid in parents.items() if ppid in tracked} - tracked
+        known = {pid: start for pid, start in self.cpu}
+        # the root, its descendants, and processes seen before (Ray reparents some of its own)
+        tracked = {self.root} | {pid for pid, start in known.items() if pid in stats and stats[pid][19] == start}
+        while new := {pid for pid, ppid in parents.items() if ppid in tracked} - tracked:
             tracked |= new
-            changed = bool(new)
         for pid in tracked & stats.keys():
-            st = stats[pid]
-            self.seen[(pid, st[19])] = (int(st[11]) + int(st[12])) / self.tick  # utime + stime
+            key = (pid, stats[pid][19])
+            self.cpu[key] = (int(stats[pid][11]) + int(stats[pid][12])) / self.tick  # utime + stime
+            if key not in self.kind:
+                self.kind[key] = self._kind(pid)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def stop(self) -> float | None:
+    def stop(self) -> dict[str, float] | None:
+        """CPU seconds per kind of process (None without /proc)."""
         self._stop.set()
         if not self.available:
             return None
         self._thread.join()
-        return sum(self.seen.values())
+        out: dict[str, float] = {}
+        for key, seconds in self.cpu.items():
+            out[self.kind[key]] = out.get(self.kind[key], 0.0) + seconds
+        return out
 
 
 def run_cost(spec_path: Path, tmp: Path, warm_cache: bool, keep_log: Path | None) -> dict[str, Any]:
@@ -184,7 +205,7 @@ def run_cost(spec_path: Path, tmp: Path, warm_cache: bool, keep_log: Path | None
     return {"cells": len(runs), "k": k, "wall": wall, "cell_sum": sum(cell_s), "own_sum": sum(own_s),
             "fixed": wall - sum(cell_s) / k, "before": min(r["start_time"] for r in runs) / 1000 - t_launch,
             "after": t_exit - max(r["end_time"] for r in runs) / 1000, "load": (load_before, load_after),
-            "cpu": cpu_s, "log_bytes": len(text.encode()), "log_lines": text.count("\n"), "tail": text[-2500:]}
+            "cpu": sum(cpu_s.values()) if cpu_s else None, "cpu_by": cpu_s, "log_bytes": len(text.encode()), "log_lines": text.count("\n"), "tail": text[-2500:]}
 
 
 def print_cost(r: dict[str, Any], spec_path: Path, warm: bool, check: bool, tolerance: float) -> bool:
@@ -200,12 +221,16 @@ def print_cost(r: dict[str, Any], spec_path: Path, warm: bool, check: bool, tole
     print(f"| **fixed cost** = wall − Σ cell s / {r['k']} | **{r['fixed']:.1f}** |")
     print(f"| … before the first cell started (imports, MLflow store, Ray start, first worker) | {r['before']:.1f} |")
     print(f"| … after the last cell ended (dashboard, shutdown) | {r['after']:.1f} |")
-    if r["cpu"] is not None:
-        print(f"| CPU seconds of the whole process tree (driver, Ray, workers; sampled every 0.5 s) | {r['cpu']:.1f} |")
+    if r["cpu_by"] is not None:
+        print(f"| **CPU seconds** of the whole process tree (sampled every 0.5 s) | **{r['cpu']:.1f}** |")
+        for kind, seconds in sorted(r["cpu_by"].items(), key=lambda kv: -kv[1]):
+            print(f"| … {kind} | {seconds:.1f} |")
     print(f"\nlog: {r['log_bytes']:,} bytes, {r['log_lines']} lines; its end:\n")
     print("    " + "\n    ".join(r["tail"].rstrip().splitlines()[-25:]))
     ok = True
-    for key, value in (("cell_sum_s", r["cell_sum"]), ("fixed_s", r["fixed"])):
+    for key, value in (("cpu_s", r["cpu"]), ("cell_sum_s", r["cell_sum"]), ("fixed_s", r["fixed"])):
+        if value is None:
+            continue
         ratio = value / RECORDED[key]
         over = ratio > tolerance
         ok &= not over

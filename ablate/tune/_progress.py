@@ -115,15 +115,14 @@ def _row(ln: CellLine, now: float, with_reason: bool) -> dict[str, Any]:
     return row
 
 
-def full_table(lines: Sequence[CellLine], total: int) -> str:
+def full_table(lines: Sequence[CellLine], total: int, now: float) -> str:
     """Every cell, one row each (the display of a small sweep)."""
     from ablate.report import table
 
-    rows = [{"cell": ln.cell, "norm": ln.norm, "backbone": ln.backbone, "task": ln.task,
-             "step": f"{ln.step}/{ln.steps}", "psnr": _num(ln.psnr, ".2f"), "max msq": _num(ln.max_msq, ".3g"),
-             "status": ln.status.value} for ln in lines]
+    rows = [_row(ln, now, False) for ln in lines]
     done = sum(ln.status.ended for ln in lines)
-    return f"[{time.strftime('%H:%M:%S')}] {done}/{total} cells done\n" + table(rows, list(rows[0])) + "\n"
+    return (f"[{time.strftime('%H:%M:%S')}] {done}/{total} cells done\n"
+            + table(rows, [c for c in rows[0] if c != "time"]) + "\n")
 
 
 def compact(lines: Sequence[CellLine], total: int, now: float,
@@ -153,8 +152,9 @@ def compact(lines: Sequence[CellLine], total: int, now: float,
 
 
 class ProgressDisplay:
-    """Draws the progress of a sweep to a stream: redrawn in place every 2 s on a terminal, a new
-    block every 30 s in a log file (``refresh_s`` overrides both)."""
+    """Draws the progress of a sweep to a stream: redrawn in place every 2 s on a terminal; in a log
+    file a new block every 30 s, or in the compact form when cells ended (at most every 30 s) and
+    else every ``HEARTBEAT`` × 30 s (``refresh_s`` overrides the 2 and 30 s)."""
 
     def __init__(self, tty: bool, refresh_s: float | None = None, compact_above: int = COMPACT_ABOVE) -> None:
         self.tty = tty
@@ -193,7 +193,7 @@ class ProgressDisplay:
             return
         self._last = now = time.perf_counter()
         self._news = False
-        text = full_table(lines, total) if small else self._compact(lines, total, now, final)
+        text = full_table(lines, total, now) if small else self._compact(lines, total, now, final)
         if self.tty and self._drawn_lines:  # redraw in place: cursor up over the last block, clear below
             stream.write(f"\x1b[{self._drawn_lines}F\x1b[J")
         elif not self.tty:
