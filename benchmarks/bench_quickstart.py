@@ -31,7 +31,7 @@ times it — so a change that doubles the quickstart's work or its fixed cost do
 **Signature** (``--signature``): every quickstart cell for each of ``--seeds`` (default 0 1 2),
 run in this process through ``ablate.train.run_cell`` on ``expand(load_experiment(...))`` with the
 seed replaced — no Ray, no MLflow — in ``--jobs`` worker processes of one torch thread each (as the
-sweep runs them). Prints per seed and variant the deepest block's channel entropy, top-1 channel
+sweep runs them; ``--threads 2`` sums in another order, as another CPU would). Prints per seed and variant the deepest block's channel entropy, top-1 channel
 share and mean square at step 0 and at the end, the final PSNR and the CPU seconds of the cell, then
 checks on every seed: token LN's entropy falls and its top-1 share rises; i_ln's entropy rises and
 its msq ends ≥ 100× below token LN's. Exit 1 when a check fails.
@@ -284,16 +284,16 @@ class _Recorder:
             self.traces.append((step, {site: dict(stats) for site, stats in traces.items()}))
 
 
-def _run_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
-    """One cell in this worker process, one torch thread: its deepest block's trace and summary."""
+def _run_one(job: tuple[dict[str, Any], str, int]) -> dict[str, Any]:
+    """One cell in this worker process on ``threads`` torch threads: its deepest block's trace and summary."""
     import torch
 
     from ablate.probes import Probe
     from ablate.spec import CellSpec
     from ablate.train import run_cell
 
-    config, label = job
-    torch.set_num_threads(1)
+    config, label, threads = job
+    torch.set_num_threads(threads)
     cell = CellSpec.from_config(config)
     rec = _Recorder()
     c0 = time.process_time()
@@ -304,7 +304,8 @@ def _run_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
             "trace": [(step, t[deep]) for step, t in rec.traces if deep in t], "summary": result.summary, "cpu": cpu}
 
 
-def run_signature(spec_path: Path, seeds: list[int], variants: list[str] | None, jobs: int) -> list[dict[str, Any]]:
+def run_signature(spec_path: Path, seeds: list[int], variants: list[str] | None, jobs: int,
+                  threads: int = 1) -> list[dict[str, Any]]:
     from ablate.norms import resolve_norm
     from ablate.spec import expand
 
@@ -314,7 +315,7 @@ def run_signature(spec_path: Path, seeds: list[int], variants: list[str] | None,
         for cell in expand(spec):
             label = resolve_norm(cell.norm.to_config(), cell.rescale).name
             if variants is None or label in variants:
-                work.append((dataclasses.replace(cell, seed=seed).to_config(), label))
+                work.append((dataclasses.replace(cell, seed=seed).to_config(), label, threads))
     t0 = time.perf_counter()
     out = []
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
@@ -367,6 +368,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds for --signature")
     parser.add_argument("--variants", nargs="+", default=None, help="only these variants (--signature)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (--signature)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per cell (--signature; another count sums in another order, "
+                             "as another CPU would)")
     parser.add_argument("--warm-cache", action="store_true", help="use the user's cache as it is (not a new one)")
     parser.add_argument("--check", action="store_true", help="exit 1 when over --tolerance × the recorded figures")
     parser.add_argument("--tolerance", type=float, default=1.5)
@@ -387,9 +391,10 @@ def main() -> None:
         spec_path = _spec_file(args.spec.resolve(), args.overrides, steps, tmp)
         if args.signature:
             spec = _load(spec_path)
-            print(f"{spec.name}: signature over seeds {args.seeds}, {args.jobs} processes of one torch thread; "
-                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
-            table, failures = signature_table(run_signature(spec_path, args.seeds, args.variants, args.jobs))
+            print(f"{spec.name}: signature over seeds {args.seeds}, {args.jobs} processes of {args.threads} torch "
+                  f"thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
+            table, failures = signature_table(run_signature(spec_path, args.seeds, args.variants, args.jobs,
+                                                            args.threads))
             print("\n" + table + "\n")
             print("\n".join(failures) if failures else "the signature holds on every seed")
             sys.exit(1 if failures and not args.quick else 0)
