@@ -273,8 +273,8 @@ class SweepCallback(tune.Callback):
 
     def print_table(self, force: bool = True, final: bool = False) -> None:
         """Draw the progress display (``force``: a cell just ended; ``final``: the sweep's last one)."""
-        self.progress.draw(self.stream, progress_lines(self.rows, self.cells, self.labels, self.cell_seconds),
-                           self.expected, final=final, cell_ended=force and not final)
+        lines = progress_lines(self.rows, self.cells, self.labels, self.cell_seconds, list(self.base_cells))
+        self.progress.draw(self.stream, lines, self.expected, final=final, cell_ended=force and not final)
 
 
 def _trial_error(trial: Any) -> BaseException | None:

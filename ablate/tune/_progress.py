@@ -57,10 +57,14 @@ class CellLine:
 
 
 def progress_lines(rows: Mapping[str, Mapping[str, Any]], cells: Mapping[str, CellSpec],
-                   labels: Mapping[str, str], seconds: Mapping[str, float]) -> list[CellLine]:
-    """The callback's per-cell rows (step, psnr, max_msq, status, reason, note, t0) as display lines."""
+                   labels: Mapping[str, str], seconds: Mapping[str, float],
+                   order: Sequence[str] = ()) -> list[CellLine]:
+    """The callback's per-cell rows (step, psnr, max_msq, status, reason, note, t0) as display lines,
+    in the experiment's ``order`` (its plan's cell ids; Ray starts cells in its own order), cells not
+    in it (a search's trials) after them in the order they started."""
+    rank = {cell_id: i for i, cell_id in enumerate(order)}
     out = []
-    for cell_id, r in rows.items():
+    for cell_id, r in sorted(rows.items(), key=lambda item: rank.get(item[0], len(rank))):
         c = cells[cell_id]
         out.append(CellLine(cell_id, labels[cell_id], c.backbone.label(), c.task.label(), int(r["step"]),
                             c.train.steps, CellStatus(r["status"]), float(r["psnr"]), float(r["max_msq"]),

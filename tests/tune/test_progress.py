@@ -203,3 +203,15 @@ def test_a_200_cell_sweeps_log_lists_each_ended_cell_once_and_stays_small(tmp_pa
     assert "200/200 cells done: 198 finished, 2 failed" in text and "not finished (2):" in text
     assert text.count("RuntimeError: out of memory") == 2 + 2 + 2  # the failure line, its block, the final list
     assert "ETA " in text
+
+
+def test_the_table_lists_cells_in_the_experiments_order_whatever_order_ray_starts_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    cb, _ = _callback(3, out, tmp_path, monkeypatch)
+    ids = list(cb.base_cells)
+    for i in (2, 0, 1):
+        cb.on_trial_start(0, [], SimpleNamespace(trial_id=f"t{i}", config={"cell_id": ids[i]}))
+    cb.print_table()
+    rows = [ln.split()[0] for ln in out.getvalue().splitlines() if ln.startswith(tuple(ids))]
+    assert rows == ids
