@@ -21,20 +21,28 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any, cast
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, cast
 
 from ablate.errors import AblateError, RegistryError, SpecError
-from ablate.norms import NormVariant, resolve_norm
+from ablate.norms import resolve_norm
 from ablate.params import Param, check_params, split_spec
 from ablate.registry import BACKBONES
 
-from . import drct, hat, swinir  # noqa: F401  (registers the presets)
-from ._common import SCALES, BackboneConfig, BackbonePreset, IRModel, ResidualGroup, ResidualGroupModel
-from .drct import DRCT, DRCTConfig
-from .hat import HAT, HATConfig
-from .swinir import SwinIR
+from . import _presets  # noqa: F401  (registers the presets)
+from ._config import SCALES, BackboneConfig, DRCTConfig, HATConfig
+from ._presets import BackbonePreset
+
+if TYPE_CHECKING:
+    from ablate.norms import NormVariant
+
+    from ._common import IRModel, ResidualGroup, ResidualGroupModel
+    from .drct import DRCT
+    from .hat import HAT
+    from .swinir import SwinIR
+
+# the model code imports torch: loaded on first use (PEP 562), so validating a spec does not
+_LAZY = {"IRModel": "._common", "ResidualGroup": "._common", "ResidualGroupModel": "._common",
+         "DRCT": ".drct", "HAT": ".hat", "SwinIR": ".swinir"}
 
 __all__ = [
     "DRCT",
@@ -106,6 +114,10 @@ def build_backbone(spec: Any, norm: NormVariant | str | Mapping[str, Any], scale
     """
     if isinstance(scale, bool) or scale not in SCALES:
         raise SpecError("scale", f"one of {', '.join(map(str, SCALES))}", scale)
+    from torch import nn
+
+    from ablate.norms import NormVariant
+
     if not isinstance(norm, NormVariant):
         norm = resolve_norm(norm)
     name, params, name_path = _split(spec, where)
@@ -114,4 +126,12 @@ def build_backbone(spec: Any, norm: NormVariant | str | Mapping[str, Any], scale
     model = factory(norm=norm, scale=scale, **params)
     if not isinstance(model, nn.Module) or not hasattr(model, "probe_sites"):
         raise AblateError(f"backbone {name!r}: its factory returned {type(model).__name__}, not an IRModel")
-    return cast(IRModel, model)
+    return cast("IRModel", model)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

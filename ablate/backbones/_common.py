@@ -16,10 +16,8 @@ attention. Window tensors are (B, nW, N, C) with N = window².
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, ClassVar, cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,13 +25,12 @@ from torch import Tensor, nn
 
 from ablate.errors import SpecError
 from ablate.norms import Normalizer, NormVariant
-from ablate.params import check_params, field_params, param_field
+
+from ._config import SCALES, BackboneConfig
 
 # DIV2K RGB statistics, as SwinIR and HAT use them (mean) and i-LN's released configs add (std).
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 RGB_STD = (0.2397, 0.2290, 0.2389)
-SCALES = (1, 2, 3, 4)
-UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect")
 # SwinIR's shifted-window mask value: large enough to zero the softmax, finite so fp16 stays finite.
 _MASKED = -100.0
 
@@ -235,73 +232,6 @@ def reconstruction_head(upsampler: str, dim: int, num_feat: int, scale: int) -> 
 
 
 # --------------------------------------------------------------------------------------------
-# configuration (validated overrides of a preset)
-# --------------------------------------------------------------------------------------------
-def _positive_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def _positive_ints(v: Any) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) > 0 and all(_positive_int(d) for d in v)
-
-
-def _positive_number(v: float) -> bool:
-    return math.isfinite(v) and v > 0
-
-
-POSITIVE_INT = "a positive integer"
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """Hyperparameters shared by the SwinIR-like families; every field is overridable from YAML.
-
-    Each field is declared with :func:`ablate.params.param_field`: its YAML type and range live
-    next to its default, and a preset's values are the defaults of its parameters.
-    """
-
-    embed_dim: int = param_field(60, int, "token channels C", lo=1, expect=POSITIVE_INT)
-    depths: tuple[int, ...] = param_field(
-        (6, 6, 6, 6), object, "transformer blocks per residual group", rule=_positive_ints,
-        expect="a non-empty list of positive integers (blocks per residual group)")
-    num_heads: int | tuple[int, ...] = param_field(
-        6, object, "attention heads (one number, or one per group)",
-        rule=lambda v: _positive_int(v) or _positive_ints(v),
-        expect="a positive integer or a list of them (one per group)")
-    window_size: int = param_field(8, int, "attention window side; inputs are padded to a multiple of it",
-                                   lo=1, expect=POSITIVE_INT)
-    mlp_ratio: float = param_field(2.0, float, "FFN hidden width = mlp_ratio · C", rule=_positive_number,
-                                   expect="a positive number")
-    upsampler: str = param_field("pixelshuffledirect", str, "SR head (scale 1 always uses conv + global "
-                                 "residual)", choices=UPSAMPLERS)
-    num_feat: int = param_field(64, int, "channels of the pixelshuffle head", lo=1, expect=POSITIVE_INT)
-    qkv_bias: bool = param_field(True, bool, "a learned bias on the q, k, v projections")
-    stdnorm: bool = param_field(False, bool, "also divide the input by the dataset RGB std (i-LN's "
-                                "released configs do)")
-
-    def heads(self, group: int) -> int:
-        return self.num_heads if isinstance(self.num_heads, int) else self.num_heads[group]
-
-    def check(self, where: str) -> None:
-        """Cross-field rules; raise SpecError naming the offending key."""
-        if not isinstance(self.num_heads, int) and len(self.num_heads) != len(self.depths):
-            raise SpecError(f"{where}.num_heads", f"one head count per group ({len(self.depths)})",
-                            list(self.num_heads))
-        for g in range(len(self.depths)):
-            if self.embed_dim % self.heads(g):
-                raise SpecError(f"{where}.num_heads", f"a divisor of embed_dim {self.embed_dim}",
-                                self.heads(g))
-
-    def with_params(self, params: Mapping[str, Any], where: str, preset: str) -> BackboneConfig:
-        """A copy with ``params`` applied, validated (unknown keys and bad values raise SpecError)."""
-        checked = check_params(f"backbone {preset!r}", field_params(self), params, where, defaults=False)
-        changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in checked.items()}
-        config = replace(self, **changes)
-        config.check(where)
-        return config
-
-
-# --------------------------------------------------------------------------------------------
 # models
 # --------------------------------------------------------------------------------------------
 class IRModel(nn.Module):
@@ -411,24 +341,3 @@ def _init_linear(module: nn.Module) -> None:
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-
-
-class BackbonePreset:
-    """A registered backbone: a family class plus its default configuration.
-
-    Calling it with ``(norm, scale, **params)`` validates ``params`` against the configuration and
-    builds the model. Its docstring (the registry description) is the preset's one-line summary.
-    """
-
-    def __init__(self, key: str, family: type[ResidualGroupModel], config: BackboneConfig, doc: str) -> None:
-        self.key, self.family, self.config = key, family, config
-        self.__doc__ = doc
-
-    def configure(self, params: Mapping[str, Any], where: str = "backbone") -> BackboneConfig:
-        return self.config.with_params(params, where, self.key)
-
-    def __call__(self, norm: NormVariant, scale: int, **params: Any) -> ResidualGroupModel:
-        return self.family(self.configure(params), norm, scale)
-
-    def __repr__(self) -> str:
-        return f"BackbonePreset({self.key!r}, {self.family.__name__})"

@@ -43,61 +43,23 @@ ends (``g{i+1}.b0`` reads it, and ``final``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ablate.errors import SpecError
 from ablate.norms import NormVariant
-from ablate.params import param_field
-from ablate.registry import BACKBONES
 
 from ._common import (
-    POSITIVE_INT,
-    BackboneConfig,
-    BackbonePreset,
     ResidualGroup,
     ResidualGroupModel,
     to_image,
     to_tokens,
 )
+from ._config import DRCTConfig
 from .swinir import SwinLayer
 
 RESIDUAL_SCALE = 0.2  # weight of the group's output on its residual (ESRGAN's residual scaling)
 LEAKY_SLOPE = 0.2  # LeakyReLU after each growth conv
-NARROW_FFN_FROM = 3  # blocks j ≥ 3 have FFN ratio 1 (the official code's 4th and 5th blocks)
-
-
-@dataclass(frozen=True)
-class DRCTConfig(BackboneConfig):
-    """SwinIR's hyperparameters plus DRCT's growth channels; ``depths`` counts Swin blocks per RDG."""
-
-    gc: int = param_field(32, int, "growth channels: each block's 1×1 conv adds gc channels to the later blocks' input",
-                          lo=1, expect=POSITIVE_INT)
-
-    def width(self, block: int) -> int:
-        """Channels block ``block`` of a group sees: the group input plus the growth of the blocks before it."""
-        return self.embed_dim + block * self.gc
-
-    def block_heads(self, group: int, block: int) -> int:
-        """The official rule ``h − (width mod h)``: the group's head count less the remainder."""
-        heads = self.heads(group)
-        return heads - self.width(block) % heads
-
-    def block_mlp_ratio(self, block: int) -> float:
-        return self.mlp_ratio if block < NARROW_FFN_FROM else 1.0
-
-    def check(self, where: str) -> None:
-        super().check(where)
-        for g, depth in enumerate(self.depths):
-            for j in range(1, depth):
-                width, heads = self.width(j), self.block_heads(g, j)
-                if width % heads:
-                    raise SpecError(f"{where}.gc", f"a growth for which each block's head count divides its "
-                                    f"width (group {g} block {j}: {width} channels, {heads} heads by the "
-                                    f"rule num_heads − width mod num_heads)", self.gc)
 
 
 class StreamChannels(nn.Module):
@@ -156,25 +118,3 @@ class DRCT(ResidualGroupModel):
 
     def make_group(self, index: int, norm: NormVariant) -> ResidualGroup:
         return ResidualDenseGroup(self.config, index, norm)
-
-
-BACKBONES.add("drct-tiny", BackbonePreset(
-    "drct-tiny", DRCT,
-    DRCTConfig(embed_dim=36, depths=(5, 5), num_heads=6, window_size=8, mlp_ratio=2.0, gc=8,
-               upsampler="pixelshuffle", num_feat=32),
-    "DRCT, CPU quickstart size: embed 36, 2 RDGs x 5 Swin blocks, growth 8, 6 heads, window 8, "
-    "pixelshuffle(32) (278K params at x2, about hat-tiny's size and cost).",
-))
-BACKBONES.add("drct", BackbonePreset(
-    "drct", DRCT,
-    DRCTConfig(embed_dim=180, depths=(5,) * 6, num_heads=6, window_size=16, mlp_ratio=2.0, gc=32,
-               upsampler="pixelshuffle", num_feat=64),
-    "DRCT (published): embed 180, 6 RDGs x 5 Swin blocks, growth 32, 6 heads, window 16 (14.1M params at x4).",
-))
-BACKBONES.add("drct-l", BackbonePreset(
-    "drct-l", DRCT,
-    DRCTConfig(embed_dim=180, depths=(5,) * 12, num_heads=6, window_size=16, mlp_ratio=2.0, gc=32,
-               upsampler="pixelshuffle", num_feat=64),
-    "DRCT-L (published): embed 180, 12 RDGs x 5 Swin blocks, growth 32, 6 heads, window 16 "
-    "(27.6M params at x4).",
-))

@@ -19,22 +19,13 @@ variant (i-LN) multiplies them together by its σ, as the paper specifies.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ablate.errors import SpecError
 from ablate.norms import NormVariant
-from ablate.params import param_field
-from ablate.registry import BACKBONES
 
 from ._common import (
-    POSITIVE_INT,
-    BackboneConfig,
-    BackbonePreset,
     Mlp,
     ResidualGroup,
     ResidualGroupModel,
@@ -46,35 +37,7 @@ from ._common import (
     window_reverse,
     windowed_attention,
 )
-
-
-@dataclass(frozen=True)
-class HATConfig(BackboneConfig):
-    """SwinIR's hyperparameters plus HAT's conv branch and overlapping cross-attention."""
-
-    compress_ratio: int = param_field(3, int, "CAB hidden channels = C / compress_ratio", lo=1,
-                                      expect=POSITIVE_INT)
-    squeeze_factor: int = param_field(30, int, "channel-attention bottleneck = C / squeeze_factor", lo=1,
-                                      expect=POSITIVE_INT)
-    conv_scale: float = param_field(0.01, float, "weight of the CAB branch inside the HAB attention branch",
-                                    rule=math.isfinite, expect="a number")
-    overlap_ratio: float = param_field(0.5, float, "OCAB key/value window = window · (1 + overlap_ratio)",
-                                       lo=0, rule=math.isfinite, expect="a number ≥ 0")
-
-    @property
-    def overlap_window(self) -> int:
-        return self.window_size + int(self.window_size * self.overlap_ratio)
-
-    def check(self, where: str) -> None:
-        super().check(where)
-        if self.embed_dim // self.compress_ratio < 1:
-            raise SpecError(f"{where}.compress_ratio", f"at most embed_dim ({self.embed_dim})", self.compress_ratio)
-        if self.embed_dim // self.squeeze_factor < 1:
-            raise SpecError(f"{where}.squeeze_factor", f"at most embed_dim ({self.embed_dim})", self.squeeze_factor)
-        if (self.overlap_window - self.window_size) % 2:
-            # the overlapping window extends equally on both sides of the query window
-            raise SpecError(f"{where}.overlap_ratio", f"a ratio making window_size·overlap_ratio "
-                            f"(here {self.window_size}·r) round down to an even number", self.overlap_ratio)
+from ._config import HATConfig
 
 
 class ChannelAttentionBlock(nn.Module):
@@ -200,23 +163,3 @@ class HAT(ResidualGroupModel):
 
     def make_group(self, index: int, norm: NormVariant) -> ResidualGroup:
         return ResidualHybridAttentionGroup(self.config, self.config.depths[index], self.config.heads(index), norm)
-
-
-BACKBONES.add("hat-tiny", BackbonePreset(
-    "hat-tiny", HAT,
-    HATConfig(embed_dim=48, depths=(2, 2), num_heads=4, window_size=8, mlp_ratio=2.0, compress_ratio=3,
-              squeeze_factor=16, conv_scale=0.01, overlap_ratio=0.5, upsampler="pixelshuffle", num_feat=32),
-    "HAT, CPU quickstart size: embed 48, 2 groups x 2 HABs + OCAB, 4 heads, window 8, pixelshuffle(32).",
-))
-BACKBONES.add("hat-mini", BackbonePreset(
-    "hat-mini", HAT,
-    HATConfig(embed_dim=96, depths=(6,) * 6, num_heads=6, window_size=16, mlp_ratio=2.0, compress_ratio=24,
-              squeeze_factor=24, conv_scale=0.01, overlap_ratio=0.5, upsampler="pixelshuffle", num_feat=64),
-    "HAT-mini, the i-LN paper's small HAT: embed 96, 6 groups x 6 HABs, 6 heads, window 16.",
-))
-BACKBONES.add("hat", BackbonePreset(
-    "hat", HAT,
-    HATConfig(embed_dim=180, depths=(6,) * 6, num_heads=6, window_size=16, mlp_ratio=2.0, compress_ratio=3,
-              squeeze_factor=30, conv_scale=0.01, overlap_ratio=0.5, upsampler="pixelshuffle", num_feat=64),
-    "HAT (published): embed 180, 6 groups x 6 HABs, 6 heads, window 16 (20.8M params at x4).",
-))

@@ -19,11 +19,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ablate.norms import NormVariant
-from ablate.registry import BACKBONES
 
 from ._common import (
-    BackboneConfig,
-    BackbonePreset,
     Mlp,
     ResidualGroup,
     ResidualGroupModel,
@@ -31,6 +28,7 @@ from ._common import (
     to_image,
     to_tokens,
 )
+from ._config import BackboneConfig
 
 
 class SwinLayer(nn.Module):
@@ -80,24 +78,3 @@ class SwinIR(ResidualGroupModel):
 
     def make_group(self, index: int, norm: NormVariant) -> ResidualGroup:
         return ResidualSwinGroup(self.config, self.config.depths[index], self.config.heads(index), norm)
-
-
-BACKBONES.add("swinir-tiny", BackbonePreset(
-    "swinir-tiny", SwinIR,
-    BackboneConfig(embed_dim=48, depths=(4, 4), num_heads=4, window_size=8, mlp_ratio=2.0,
-                   upsampler="pixelshuffledirect"),
-    "SwinIR, CPU quickstart size: embed 48, 2 groups x 4 blocks, 4 heads, window 8 (228K params at x2).",
-))
-BACKBONES.add("swinir-light", BackbonePreset(
-    "swinir-light", SwinIR,
-    BackboneConfig(embed_dim=60, depths=(6, 6, 6, 6), num_heads=6, window_size=8, mlp_ratio=2.0,
-                   upsampler="pixelshuffledirect"),
-    "SwinIR lightweight SR (published): embed 60, 4 groups x 6 blocks, 6 heads, window 8, "
-    "pixelshuffledirect (0.91M params at x2).",
-))
-BACKBONES.add("swinir", BackbonePreset(
-    "swinir", SwinIR,
-    BackboneConfig(embed_dim=180, depths=(6,) * 6, num_heads=6, window_size=8, mlp_ratio=2.0,
-                   upsampler="pixelshuffle", num_feat=64),
-    "SwinIR classical (published): embed 180, 6 groups x 6 blocks, 6 heads, window 8, pixelshuffle head.",
-))

@@ -44,7 +44,6 @@ def command(experiment: str, fmt: str, spec: str | None, metric: str | None, bas
     (bicubic for SR), column groups the eval: test sets, columns PSNR, SSIM and PSNR in each low
     precision; mean ± std over seeds, the best in bold only when every row has two seeds or more.
     """
-    from ablate.report import ablation_table, eval_table
     from ablate.track import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri, None, state_dir)
@@ -52,8 +51,12 @@ def command(experiment: str, fmt: str, spec: str | None, metric: str | None, bas
     if test_sets:
         if metric or baseline:
             raise click.UsageError("--metric and --baseline are for the ablation table, not --eval")
+        from ablate.report import eval_table  # each table's module imported only when asked for
+
         table = eval_table(experiment, uri, spec, state_dir=state_dir)
     else:
+        from ablate.report import ablation_table
+
         table = ablation_table(experiment, uri, spec, state_dir=state_dir, metric=metric, baseline=baseline)
     text = table.to_format(fmt)
     if output is not None:

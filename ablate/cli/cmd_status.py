@@ -30,15 +30,16 @@ def command(file: str, state_dir: Path, tracking_uri: str | None) -> None:
     <time>)` rather than running; the next `ablate run` or `ablate resume` records it as killed and
     continues it from its checkpoint.
     """
-    from ablate.norms import resolve_norm
+    from ablate.norms import check_norm
     from ablate.report import table
     from ablate.spec import expand
-    from ablate.track import Tracker, resolve_tracking_uri
+    from ablate.track import RunStore, latest_per_cell, resolve_tracking_uri
 
     spec = load(file)
     cells = expand(spec)
     uri = resolve_tracking_uri(tracking_uri, spec.tracking.uri if spec.tracking else None, state_dir)
-    runs = {r["cell"]: r for r in Tracker(uri, state_dir).cell_runs(spec.name, latest=True)}
+    # a reader, not the Tracker: a SQLite store is read directly (no MLflow import, nothing created)
+    runs = {r["cell"]: r for r in latest_per_cell(RunStore(uri).runs(spec.name))}
     rows = []
     counts: dict[str, int] = {}
     for c in cells:
@@ -49,7 +50,7 @@ def command(file: str, state_dir: Path, tracking_uri: str | None) -> None:
         counts[status] = counts.get(status, 0) + 1
         m = r["metrics"] if r else {}
         rows.append({
-            "cell": c.id, "norm": resolve_norm(c.norm.to_config(), c.rescale).name,
+            "cell": c.id, "norm": check_norm(c.norm.to_config(), c.rescale).name,
             "backbone": c.backbone.label(), "task": c.task.label(), "seed": str(c.seed),
             "status": f"stale ({stale})" if stale else status,
             "psnr": _fmt(m.get("final/psnr", m.get("val/psnr")), ".2f"),

@@ -11,15 +11,23 @@ Each is loaded once per process and kept in memory (about 15 MB in all); one tha
 
 Default split: val = coffee and chelsea — two natural photographs with fine texture and smooth
 regions, small enough (400×600, 300×451) to evaluate whole; train = every other image.
+
+Building the dataset decodes nothing: sizes come from the image files' headers in scikit-image's
+data folder (read with Pillow, without importing scikit-image), so ``ablate validate`` stays fast;
+an image whose file is not there is loaded to learn its size, and left out of the defaults when
+that fails.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from ablate.errors import DataError, SpecError, did_you_mean
 from ablate.params import Param
@@ -60,6 +68,11 @@ _LOADERS: dict[str, Callable[[], np.ndarray]] = {
     "colorwheel": _getter("colorwheel"),
 }
 SKIMAGE_IMAGES = tuple(_LOADERS)
+# the file in scikit-image's data folder each image is decoded from (same height and width)
+_FILES = {"astronaut": "astronaut.png", "coffee": "coffee.png", "chelsea": "chelsea.png", "rocket": "rocket.jpg",
+          "immunohistochemistry": "ihc.png", "hubble_deep_field": "hubble_deep_field.jpg", "retina": "retina.jpg",
+          "stereo_motorcycle_left": "motorcycle_left.png", "stereo_motorcycle_right": "motorcycle_right.png",
+          "logo": "logo.png", "colorwheel": "color.png"}
 DEFAULT_VAL = ("coffee", "chelsea")
 
 # module-level: every PairSampler/validation in this process shares one decoded copy
@@ -86,6 +99,33 @@ def load_skimage(name: str) -> np.ndarray:
 
 def _load_source(name: str) -> tuple[np.ndarray, None]:
     return load_skimage(name), None
+
+
+@functools.cache
+def _data_dir() -> Path | None:
+    spec = importlib.util.find_spec("skimage")  # locates the package without importing it (nor scipy)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+@functools.cache
+def skimage_size(name: str) -> tuple[int, int] | None:
+    """(H, W) of one image, from its file header when the file is in scikit-image's data folder,
+    else by loading it; None when it cannot be loaded here."""
+    folder = _data_dir()
+    if folder is not None and name not in _IMAGES:
+        try:
+            with Image.open(folder / _FILES[name]) as header:
+                w, h = header.size
+            return h, w
+        except (OSError, UnidentifiedImageError):
+            pass  # fetched elsewhere by scikit-image, or unreadable: load it
+    try:
+        img = load_skimage(name)
+    except DataError:
+        return None
+    return int(img.shape[0]), int(img.shape[1])
 
 
 def available_skimage_images() -> list[str]:
@@ -116,7 +156,7 @@ class SkimageDataset(Dataset):
         val = self._names("val")
         train = self._names("train") if self.params["train"] is not None else None
         if train is None:
-            train = [n for n in available_skimage_images() if n not in val]
+            train = [n for n in SKIMAGE_IMAGES if n not in val and skimage_size(n) is not None]
         if not val:
             raise SpecError(self.key("val"), "at least one validation image", [])
         if not train:
@@ -135,5 +175,8 @@ class SkimageDataset(Dataset):
 
     @staticmethod
     def _source(name: str) -> Source:
-        img = load_skimage(name)
-        return Source(name, (int(img.shape[0]), int(img.shape[1])), functools.partial(_load_source, name))
+        size = skimage_size(name)
+        if size is None:
+            load_skimage(name)  # raises the DataError that says why
+        assert size is not None
+        return Source(name, size, functools.partial(_load_source, name))

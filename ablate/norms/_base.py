@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -9,17 +9,7 @@ from torch import Tensor, nn
 from ablate.errors import SpecError
 from ablate.params import Param
 
-# What a normalizer's σ is computed over, hence how it broadcasts onto a (B, L, C) branch output.
-SIGMA_SHAPES = {
-    "token": "(B, L, 1): one σ per token, over its C channels",
-    "channel": "(1, 1, C): one σ per channel, over B·H·W",
-    "sample": "(B, 1, 1): one σ per image, over H·W·C",
-    "sample_channel": "(B, 1, C): one σ per image and channel (or channel group), over H·W",
-}
-
-# Norm sites a backbone names. Residual sites wrap a branch (x + f(norm(x))); the others do not.
-RESIDUAL_SITES = ("attn", "ffn")
-SITES = ("embed", "attn", "ffn", "final")
+from ._info import RESIDUAL_SITES
 
 
 class Normalizer(nn.Module):
@@ -77,17 +67,6 @@ class Normalizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, rescale={self.rescale}"
-
-
-@dataclass(frozen=True)
-class NormPreset:
-    """A named norm variant: a normalizer, its rescale flag and per-site overrides."""
-
-    normalizer: str
-    rescale: bool = False
-    params: Mapping[str, Any] = field(default_factory=dict)
-    sites: Mapping[str, str] = field(default_factory=dict)  # site -> normalizer key
-    description: str = ""
 
 
 @dataclass(frozen=True)

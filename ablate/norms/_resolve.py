@@ -1,40 +1,59 @@
+"""Norm specs → a checked :class:`NormChoice` (no torch) → a buildable :class:`NormVariant`.
+
+    from ablate.norms import check_norm, resolve_norm
+    check_norm("group_norm", rescale=True).name        # "group_norm+rescale": validated, nothing imported
+    variant = resolve_norm("group_norm", rescale=True)  # the same checks, then the classes (torch)
+"""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import RegistryError, SpecError
 from ablate.params import check_params, split_spec
 from ablate.registry import NORMS
 
-from ._base import SITES, Normalizer, NormPreset, NormVariant
+from ._info import SITES, NormInfo, NormPreset
 
-NORMS.add(
-    "i_ln",
-    NormPreset(
-        normalizer="global_ln",
-        rescale=True,
-        sites={"embed": "affine", "final": "affine"},
-        description="i-LN preset: global_ln + input-adaptive rescale, affine-only embedding and final norms",
-    ),
-)
+if TYPE_CHECKING:
+    from ._base import Normalizer, NormVariant
 
 
-def _normalizer_class(key: str, where: str) -> type[Normalizer] | NormPreset:
+@dataclass(frozen=True)
+class NormChoice:
+    """A norm spec checked against the registry's declarations: the variant label, the resolved
+    rescale flag and what :func:`resolve_norm` builds from, before any normalizer class is imported."""
+
+    name: str  # the variant label: "token_ln", "global_ln+rescale", "i_ln"
+    normalizer: str  # registry key of the normalizer (a preset's base)
+    rescale: bool
+    params: Mapping[str, Any]  # checked, converted
+    sites: Mapping[str, str]  # site -> normalizer key (a preset's and the spec's overrides)
+
+
+def _info(key: str, where: str) -> NormInfo | NormPreset:
+    """What ``key`` declares; a declared built-in's class is not imported (a plugin's module is)."""
     try:
-        obj = NORMS.get(key)
+        entry = NORMS.entry(key)
     except RegistryError as err:
         raise SpecError(where, "a registered norm", key, hint=str(err)) from None
+    if isinstance(entry.info, NormInfo):
+        return entry.info
+    obj = entry.obj
     if isinstance(obj, NormPreset):
         return obj
-    if not (isinstance(obj, type) and issubclass(obj, Normalizer)):
-        raise SpecError(where, "a Normalizer subclass or NormPreset registered under this key", key)
-    return obj
+    if isinstance(obj, type):
+        from ._base import Normalizer  # a class registered in code: its module imported torch already
+
+        if issubclass(obj, Normalizer):
+            return NormInfo.of(obj)
+    raise SpecError(where, "a Normalizer subclass or NormPreset registered under this key", key)
 
 
-def resolve_norm(spec: str | Mapping[str, Any], rescale: bool | None = None, *,
-                 where: str = "norm") -> NormVariant:
-    """Turn ``"global_ln"`` or ``{name: group_norm, groups: 8, rescale: true}`` into a NormVariant.
+def check_norm(spec: str | Mapping[str, Any], rescale: bool | None = None, *, where: str = "norm") -> NormChoice:
+    """Validate ``"global_ln"`` or ``{name: group_norm, groups: 8, rescale: true}`` without torch.
 
     ``rescale`` (the grid axis) overrides the mapping's own ``rescale``; None keeps the default
     (the preset's, or false). Raises :class:`SpecError` naming the key path on any bad value.
@@ -50,41 +69,61 @@ def resolve_norm(spec: str | Mapping[str, Any], rescale: bool | None = None, *,
         raise SpecError(f"{where}.sites", "a mapping of site -> norm name", sites_override)
     asked = rescale if rescale is not None else own_rescale
 
-    obj = _normalizer_class(name, f"{where}.name" if isinstance(spec, Mapping) else where)
+    obj = _info(name, f"{where}.name" if isinstance(spec, Mapping) else where)
     if isinstance(obj, NormPreset):
-        cls, merged, want, sites = _apply_preset(obj, name, params, asked, where)
+        key, info, merged, want, sites = _apply_preset(obj, name, params, asked, where)
     else:
-        cls, merged, want, sites = obj, params, bool(asked or False), {}
-    checked = check_params(cls.__name__, cls.PARAMS, merged, where, defaults=False)
-    if want and cls.sigma is None:
+        key, info, merged, want, sites = name, obj, params, bool(asked or False), {}
+    checked = check_params(info.name, info.params, merged, where, defaults=False)
+    if want and info.sigma is None:
         raise SpecError("rescale", f"false for norm {name!r}: it divides by no σ, so there is nothing to "
                         "rescale by", True)
-    for site, key in sites_override.items():
+    for site, site_key in sites_override.items():
         if site not in SITES:
             raise SpecError(f"{where}.sites.{site}", f"a site name ({', '.join(SITES)})", site)
-        sites[site] = key
+        sites[site] = site_key
+    for site, site_key in sites.items():
+        if isinstance(_info(site_key, f"{where}.sites.{site}"), NormPreset):
+            raise SpecError(f"{where}.sites.{site}", "a normalizer, not a preset", site_key)
     label = name if isinstance(obj, NormPreset) or not want else f"{name}+rescale"
-    return NormVariant(label, cls, want, checked, _site_classes(sites, where))
+    return NormChoice(label, key, want, checked, sites)
 
 
 def _apply_preset(preset: NormPreset, name: str, params: Mapping[str, Any], asked: bool | None,
-                  where: str) -> tuple[type[Normalizer], dict[str, Any], bool, dict[str, str]]:
-    """(normalizer class, merged params, rescale flag, site overrides) of a preset; a preset fixes
-    its rescale flag, so asking for the other value is an error."""
-    base = _normalizer_class(preset.normalizer, f"{where} (preset {name})")
-    assert not isinstance(base, NormPreset)
+                  where: str) -> tuple[str, NormInfo, dict[str, Any], bool, dict[str, str]]:
+    """(normalizer key, its info, merged params, rescale flag, site overrides) of a preset; a preset
+    fixes its rescale flag, so asking for the other value is an error."""
+    base = _info(preset.normalizer, f"{where} (preset {name})")
+    if isinstance(base, NormPreset):
+        raise SpecError(f"{where} (preset {name})", "a normalizer, not a preset", preset.normalizer)
     want = preset.rescale if asked is None else bool(asked)
     if want != preset.rescale:
         raise SpecError("rescale", f"{str(preset.rescale).lower()} for preset {name!r}, which fixes it",
                         want, hint=f"use {preset.normalizer!r} to choose rescale freely")
-    return base, {**preset.params, **params}, want, dict(preset.sites)
+    return preset.normalizer, base, {**preset.params, **params}, want, dict(preset.sites)
 
 
-def _site_classes(sites: Mapping[str, str], where: str) -> dict[str, tuple[type[Normalizer], Mapping[str, Any]]]:
-    out: dict[str, tuple[type[Normalizer], Mapping[str, Any]]] = {}
-    for site, key in sites.items():
-        sc = _normalizer_class(key, f"{where}.sites.{site}")
-        if isinstance(sc, NormPreset):
-            raise SpecError(f"{where}.sites.{site}", "a normalizer, not a preset", key)
-        out[site] = (sc, {})
-    return out
+def _normalizer_class(key: str, where: str) -> type[Normalizer]:
+    from ._base import Normalizer
+
+    obj = NORMS.get(key)
+    if not (isinstance(obj, type) and issubclass(obj, Normalizer)):
+        raise SpecError(where, "a Normalizer subclass or NormPreset registered under this key", key)
+    return obj
+
+
+def resolve_norm(spec: str | Mapping[str, Any], rescale: bool | None = None, *,
+                 where: str = "norm") -> NormVariant:
+    """Turn ``"global_ln"`` or ``{name: group_norm, groups: 8, rescale: true}`` into a NormVariant.
+
+    The checks of :func:`check_norm`, then the normalizer classes are imported (torch). ``rescale``
+    (the grid axis) overrides the mapping's own ``rescale``; None keeps the default (the preset's,
+    or false). Raises :class:`SpecError` naming the key path on any bad value.
+    """
+    from ._base import NormVariant
+
+    choice = check_norm(spec, rescale, where=where)
+    sites: dict[str, tuple[type[Normalizer], Mapping[str, Any]]] = {
+        site: (_normalizer_class(key, f"{where}.sites.{site}"), {}) for site, key in choice.sites.items()}
+    return NormVariant(choice.name, _normalizer_class(choice.normalizer, where), choice.rescale, choice.params,
+                       sites)

@@ -5,7 +5,7 @@ import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -14,8 +14,9 @@ from ablate.errors import RegistryError, did_you_mean
 T = TypeVar("T")
 
 _BUILTIN_SOURCE = "ablate"
-# Modules that register the built-in components of each axis; imported on first lookup so that
-# `import ablate.registry` stays cheap.
+# Modules that register (or declare, see Registry.declare) the built-in components of each axis;
+# imported on first lookup so that `import ablate.registry` stays cheap. They import no torch: the
+# CLI lists and validates components without it.
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "norms": ("ablate.norms",),
     "backbones": ("ablate.backbones",),
@@ -27,14 +28,27 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
-    """One registered component and where it came from."""
+    """One registered component and where it came from.
+
+    A built-in declared by its import path (:meth:`Registry.declare`) is listed, described and
+    validated without being imported: ``target`` names it, ``info`` is what it states about itself
+    (each axis decides what; a norm its σ and parameters), and ``obj`` imports it on first access.
+    """
 
     kind: str
     key: str
-    obj: T
     source: str  # distribution name ("ablate" for built-ins) or the defining module
     version: str
     description: str
+    target: str = ""  # "module:QualName" of a declared built-in; "" for one registered in code
+    info: Any = None
+    _obj: Any = field(default=None, repr=False, compare=False)
+    _load: Callable[[], T] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def obj(self) -> T:
+        """The component itself (a declared built-in's module is imported here, once)."""
+        return self._load() if self._load is not None else self._obj  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -99,24 +113,43 @@ class Registry(Generic[T]):
                     source, version = _BUILTIN_SOURCE, _ablate_version()
                 else:
                     source, version = _dist_of_module(module)
-        if key in self._entries:
-            old = self._entries[key]
+        old = self._entries.get(key)
+        if old is not None and not (old._load is not None and old.target == _target_of(obj)):
             raise RegistryError(
                 f"duplicate {self.kind} key {key!r}: already registered by {old.source} "
-                f"({_qualname(old.obj)}), registered again by {source} ({_qualname(obj)})"
+                f"({_name_of(old)}), registered again by {source} ({_qualname(obj)})"
             )
+        if old is not None:  # the declared built-in, imported: what it declared stays with it
+            self._entries[key] = replace(old, _obj=obj, _load=None)
+            return
         own = getattr(obj, "description", None)  # presets (NormPreset, TaskPreset) carry their own
         if not description and isinstance(own, str) and own and not isinstance(obj, type):
             description = own
-        self._entries[key] = Entry(self.kind, key, obj, source, version or "", description or _first_line(obj))
+        self._entries[key] = Entry(self.kind, key, source, version or "", description or _first_line(obj), _obj=obj)
         if self._loading is not None:  # only once accepted: reload_plugins must never drop a built-in
             self._plugin_keys.add(key)
+
+    def declare(self, key: str, target: str, *, description: str, info: Any = None) -> None:
+        """Register a built-in by its import path, so that listing and validating it imports nothing.
+
+        ``target`` is ``"module:QualName"``; importing that module must register the same object under
+        ``key`` itself (its ``@register`` decorator), so a declaration cannot silently point elsewhere.
+        ``description`` is its docstring's first paragraph and ``info`` what the axis needs to validate
+        a spec without importing it (a norm's :class:`~ablate.norms.NormInfo`);
+        tests/registry/test_declared.py compares both with the imported object.
+        """
+        if key in self._entries:
+            raise RegistryError(f"duplicate {self.kind} key {key!r}: already registered by "
+                                f"{self._entries[key].source} ({_name_of(self._entries[key])})")
+        self._entries[key] = Entry(self.kind, key, _BUILTIN_SOURCE, _ablate_version(), description, target, info,
+                                   _load=lambda: self._import_declared(key))
 
     # lookup -------------------------------------------------------------------------------
     def get(self, key: str) -> T:
         return self.entry(key).obj
 
     def entry(self, key: str) -> Entry[T]:
+        """The entry of ``key`` (a plugin's module is imported here; a declared built-in's on ``.obj``)."""
         self._load_builtins()
         if key in self._entries:
             return self._entries[key]
@@ -151,7 +184,8 @@ class Registry(Generic[T]):
         return sorted(set(self._entries) | {k for k, p in self._pending.items() if p.error is None})
 
     def entries(self) -> list[Entry[T]]:
-        """Every entry, importing all plugins (a broken plugin warns and is skipped)."""
+        """Every entry, importing all plugins (a broken plugin warns and is skipped) but not the
+        declared built-ins: their entries carry their description."""
         self._load_builtins()
         self._scan_plugins()
         for pending in list(self._pending.values()):
@@ -193,6 +227,17 @@ class Registry(Generic[T]):
         for module in _BUILTIN_MODULES.get(self.kind, ()):
             importlib.import_module(module)
 
+    def _import_declared(self, key: str) -> T:
+        entry = self._entries[key]
+        if entry._load is None:
+            return entry.obj
+        importlib.import_module(entry.target.split(":")[0])  # its @register decorators fill in the entries
+        loaded = self._entries.get(key)
+        if loaded is None or loaded._load is not None:
+            raise RegistryError(f"built-in {self.kind} {key!r} is declared as {entry.target}, but importing it did "
+                                f"not register {key!r}")
+        return loaded.obj
+
     def _scan_plugins(self) -> None:
         if self._plugins_scanned:
             return
@@ -208,7 +253,7 @@ class Registry(Generic[T]):
             if ep.name in self._entries:
                 old = self._entries[ep.name]
                 error = (f"duplicate {self.kind} key {ep.name!r}: already registered by {old.source} "
-                         f"({_qualname(old.obj)}), registered again by {name} {version} ({ep.value}); "
+                         f"({_name_of(old)}), registered again by {name} {version} ({ep.value}); "
                          "the plugin's entry is ignored")
                 self._conflicts.append(_Pending(ep.name, ep.value, name, version, error))
                 warnings.warn(f"ablate plugin {name}: {error}", stacklevel=3)
@@ -245,6 +290,16 @@ class Registry(Generic[T]):
 
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def _target_of(obj: Any) -> str:
+    """``"module:QualName"``, the form :meth:`Registry.declare` names a built-in by."""
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def _name_of(entry: Entry[Any]) -> str:
+    """What registered ``entry``, without importing a declared built-in."""
+    return entry.target.replace(":", ".") if entry._load is not None else _qualname(entry.obj)
 
 
 def _dist_of_module(module: str) -> tuple[str, str]:

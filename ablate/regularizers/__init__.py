@@ -10,12 +10,32 @@ Built-ins: ``none`` (the default) and ``feature_kl`` (KL of each block output's 
 N(0, 1)). Gradient clipping, the paper's other stabilizer, is the train option ``train.grad_clip``.
 Plugins register under the entry-point group ``ablate.regularizers``; each declares its parameters
 (``weight`` among them) in ``PARAMS``.
+
+Importing this package imports no torch: the built-ins are declared (``_builtins``), and the classes
+and functions load on first use (``ablate plugins`` lists them without torch).
 """
 
 from __future__ import annotations
 
-from ._base import NoRegularizer, Regularizer, build_regularizer, resolve_regularizer
-from ._feature_kl import FeatureKL, feature_kl, gaussian_kl
+from typing import TYPE_CHECKING, Any
+
+from . import _builtins  # noqa: F401  (declares the built-ins)
+
+if TYPE_CHECKING:
+    from ._base import NoRegularizer, Regularizer, build_regularizer, resolve_regularizer
+    from ._feature_kl import FeatureKL, feature_kl, gaussian_kl
+
+# torch at module level: imported on first use (PEP 562)
+_LAZY = {**{name: "._base" for name in ("NoRegularizer", "Regularizer", "build_regularizer", "resolve_regularizer")},
+         **{name: "._feature_kl" for name in ("FeatureKL", "feature_kl", "gaussian_kl")}}
 
 __all__ = ["FeatureKL", "NoRegularizer", "Regularizer", "build_regularizer", "feature_kl", "gaussian_kl",
            "resolve_regularizer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,9 +14,14 @@ Built-ins (registry key → parameters; aliases in brackets):
 - ``car``: quality (10..95), subsampling, Pillow JPEG [car-q10, car-q20, car-q30, car-q40]; Y, crop 0.
 - ``db``: kernel gauss|motion, sigma, size, noise [db-gauss, db-motion]; RGB, crop 0.
 - ``derain``: density, length, angle, intensity, synthetic streaks; Y, crop 0.
+
+Importing this package imports no torch (``ablate validate`` resolves tasks without it): the task
+modules import it inside the functions that degrade images.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from . import _blur, _jpeg, _noise, _rain, _sr  # noqa: F401  (register the built-ins)
 from ._base import Task, TaskPreset, resolve_task
@@ -24,8 +29,12 @@ from ._blur import DeblurTask, convolve, gaussian_kernel, motion_kernel, symmetr
 from ._jpeg import JPEGTask, jpeg_roundtrip
 from ._noise import DenoiseTask
 from ._rain import DerainTask
-from ._resize import imresize, resize_weights
 from ._sr import SRTask
+
+if TYPE_CHECKING:
+    from ._resize import imresize, resize_weights
+
+_LAZY = {"imresize": "._resize", "resize_weights": "._resize"}  # torch at module level: on first use (PEP 562)
 
 ALIASES = ("sr-x2", "sr-x3", "sr-x4", "dn-s15", "dn-s25", "dn-s50", "car-q10", "car-q20", "car-q30",
            "car-q40", "db-gauss", "db-motion", "derain")
@@ -48,3 +57,11 @@ __all__ = [
     "resolve_task",
     "symmetric_pad",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from ablate.errors import RegistryError, SpecError, did_you_mean
 from ablate.params import Param, check_params, split_spec
 from ablate.registry import TASKS
+
+if TYPE_CHECKING:  # torch is imported where a task degrades an image, not where it is validated
+    from torch import Tensor
 
 
 class Task:
@@ -83,8 +84,10 @@ class Task:
     def degrade(self, gt: Tensor, seed: int) -> Tensor:
         """LQ (3, H/scale, W/scale) float32 from GT (3, H, W) float in [0, 1]; a pure function of
         (gt, seed). H and W must be multiples of :attr:`scale` (see :meth:`mod_crop`)."""
-        if not isinstance(gt, Tensor) or gt.dim() != 3 or gt.shape[0] != 3:
-            shape = tuple(gt.shape) if isinstance(gt, Tensor) else type(gt).__name__
+        import torch
+
+        if not isinstance(gt, torch.Tensor) or gt.dim() != 3 or gt.shape[0] != 3:
+            shape = tuple(gt.shape) if isinstance(gt, torch.Tensor) else type(gt).__name__
             raise ValueError(f"{self.label}.degrade expects a (3, H, W) tensor, got {shape}")
         s = self.scale
         if gt.shape[1] % s or gt.shape[2] % s:

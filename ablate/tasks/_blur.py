@@ -8,18 +8,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from ablate.errors import SpecError
 from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task, TaskPreset
+
+if TYPE_CHECKING:  # torch is imported where a task degrades an image, not where it is validated
+    from torch import Tensor
 
 
 def mirror_index(n: int, before: int, after: int) -> np.ndarray:
@@ -35,6 +35,8 @@ def mirror_index(n: int, before: int, after: int) -> np.ndarray:
 
 def symmetric_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
     """Pad the last two axes of ``x`` with :func:`mirror_index`."""
+    import torch
+
     h, w = x.shape[-2], x.shape[-1]
     rows = torch.from_numpy(mirror_index(h, top, bottom)).to(x.device)
     cols = torch.from_numpy(mirror_index(w, left, right)).to(x.device)
@@ -42,6 +44,8 @@ def symmetric_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Te
 
 
 def _shift_sum(x: Tensor, taps: list[tuple[int, int, float]], h: int, w: int) -> Tensor:
+    import torch
+
     out = torch.zeros(x.shape[:-2] + (h, w), dtype=x.dtype, device=x.device)
     for dy, dx, wt in taps:
         out.add_(x[..., dy: dy + h, dx: dx + w], alpha=wt)
@@ -60,7 +64,10 @@ def convolve(img: Tensor, kernel: Tensor | np.ndarray) -> Tensor:
     Blur kernels are separable (Gaussian) or sparse (motion paths, streaks): summing shifted
     copies per nonzero tap is several times faster on CPU than ``conv2d`` with one input channel.
     """
-    k = np.asarray(kernel.detach().cpu() if isinstance(kernel, Tensor) else kernel, dtype=np.float64)
+    import torch
+    import torch.nn.functional as F
+
+    k = np.asarray(kernel.detach().cpu() if isinstance(kernel, torch.Tensor) else kernel, dtype=np.float64)
     kh, kw = k.shape
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"convolve needs an odd kernel, got {kh}×{kw}")
@@ -172,6 +179,8 @@ class DeblurTask(Task):
         return motion_kernel(self.kernel_size, np.random.default_rng([seed, 0]))
 
     def _degrade(self, gt: Tensor, seed: int) -> Tensor:
+        import torch
+
         lq = convolve(gt, self.blur_kernel(seed))
         if self.params["noise"] > 0:
             rng = np.random.default_rng([seed, 1])

@@ -8,16 +8,18 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 
 from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task, TaskPreset
+
+if TYPE_CHECKING:  # torch is imported where a task degrades an image, not where it is validated
+    from torch import Tensor
 
 # Pillow's `subsampling` codes
 _SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -31,6 +33,8 @@ def to_uint8_hwc(img: Tensor) -> np.ndarray:
 
 def jpeg_roundtrip(img: Tensor, quality: int, subsampling: str = "4:2:0") -> Tensor:
     """Encode (3, H, W) in [0, 1] as a color JPEG with Pillow (libjpeg) and decode it back."""
+    import torch
+
     buf = io.BytesIO()
     Image.fromarray(to_uint8_hwc(img), "RGB").save(buf, format="JPEG", quality=int(quality),
                                                    subsampling=_SUBSAMPLING[subsampling])

@@ -7,14 +7,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import Tensor
 
 from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task, TaskPreset
+
+if TYPE_CHECKING:  # torch is imported where a task degrades an image, not where it is validated
+    from torch import Tensor
 
 
 @TASKS.register("dn")
@@ -42,6 +45,8 @@ class DenoiseTask(Task):
         return f"dn-s{self.params['sigma']:g}"
 
     def _degrade(self, gt: Tensor, seed: int) -> Tensor:
+        import torch
+
         rng = np.random.default_rng(seed)
         noise = rng.standard_normal(tuple(gt.shape), dtype=np.float32)
         noise *= np.float32(self.params["sigma"] / 255.0)

@@ -10,16 +10,18 @@ Real rain pairs (Rain13K, Rain100L) come through the ``paired`` dataset, which s
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task
 from ._blur import convolve, gaussian_kernel
+
+if TYPE_CHECKING:  # torch is imported where a task degrades an image, not where it is validated
+    from torch import Tensor
 
 
 def streak_kernel(length: float, angle_deg: float) -> np.ndarray:
@@ -67,6 +69,8 @@ class DerainTask(Task):
 
     def rain_layer(self, height: int, width: int, seed: int) -> Tensor:
         """The (H, W) rain map in [0, 1] that :meth:`degrade` blends in for ``seed``."""
+        import torch
+
         p = self.params
         rng = np.random.default_rng(seed)
         density = p["density"] * rng.uniform(0.25, 1.0)

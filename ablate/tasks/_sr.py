@@ -8,14 +8,15 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from ablate.params import Param
 from ablate.registry import TASKS
 
 from ._base import Task, TaskPreset
-from ._resize import imresize
+
+if TYPE_CHECKING:  # torch is imported where a task degrades an image, not where it is validated
+    from torch import Tensor
 
 
 @TASKS.register("sr")
@@ -52,11 +53,17 @@ class SRTask(Task):
         # double precision like MATLAB, so that the 8-bit rounding lands on the same side; then
         # MATLAB's uint8 conversion: clamp, round half up (floor(x + 0.5); torch.round would round
         # half to even, and is also much slower on small CPU tensors when threads are contended)
+        import torch
+
+        from ._resize import imresize
+
         lq = imresize(gt.double(), 1.0 / self.scale)
         return torch.floor(lq.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
 
     def baseline(self, lq: Tensor) -> Tensor:
         """Bicubic upscaling (MATLAB ``imresize``) to the GT size, clamped to [0, 1]."""
+        from ._resize import imresize
+
         h, w = lq.shape[-2], lq.shape[-1]
         return imresize(lq, size=(h * self.scale, w * self.scale)).clamp(0.0, 1.0)
 

@@ -17,6 +17,7 @@ logging a synthetic sweep never imports the components (nor torch).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -190,6 +191,23 @@ def synthetic_cells(variants: Sequence[str] = ("token_ln", "i_ln", "batch_norm")
             for label, seed, status in extra:
                 cells.append(cell(label, seed, backbone, task, status))
     return cells
+
+
+def experiment_cells(cells: Sequence[CellSpec], outcomes: Mapping[str, str] | None = None) -> list[SyntheticCell]:
+    """Synthetic runs of a real experiment's cells (``expand(load_experiment(FILE))``), under their own
+    ids, so ``ablate status FILE`` and the dashboards find them. Traces follow each cell's own
+    ``probes.every``, ``train.eval_every`` and ``train.steps``; ``outcomes``: cell id -> status."""
+    from ablate.norms import check_norm  # the variant label, from the declarations (no torch)
+
+    out = []
+    for spec in cells:
+        label = check_norm(spec.norm.to_config(), spec.rescale).name
+        every = max(1, spec.probes.every)
+        cell = make_cell(label, spec.seed, backbone=spec.backbone.label(), task=spec.task.label(),
+                         steps=max(2, spec.train.steps // every), probe_every=every, eval_every=spec.train.eval_every,
+                         status=(outcomes or {}).get(spec.id, CellStatus.FINISHED), lr=spec.train.optimizer.lr)
+        out.append(dataclasses.replace(cell, spec=spec))
+    return out
 
 
 def cell_tags(cell: SyntheticCell) -> dict[str, str]:

@@ -94,7 +94,12 @@ def init_ray(address: str | None, num_cpus: int | None) -> None:
     if addr:
         connect_ray(addr, kwargs)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        try:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        except (OSError, RuntimeError, ConnectionError) as err:  # e.g. a temp folder too deep for its sockets
+            what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise AblateError(f"could not start a local Ray: {what} (check RAY_TMPDIR / the temp folder: "
+                              "Ray's socket paths must stay under 107 bytes, and its disk must have room)") from None
 
 
 # Joining a cluster: one attempt with short timeouts. Ray's defaults retry for 20 s or more, printing a

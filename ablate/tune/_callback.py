@@ -25,7 +25,7 @@ from ablate.train import CHECKPOINT_FILE
 
 from ._failure import Failure, of_ray_error, oom_reason, ray_error_detail
 from ._progress import ProgressDisplay, progress_lines
-from ._trial import FAILURE, FINAL, REASON, REPLAY, STATUS, STEP, TRACEBACK
+from ._trial import FAILURE, FINAL, REASON, REPLAY, STATUS, STEP, TRACEBACK, WARNING
 
 if TYPE_CHECKING:
     from ablate.track import Tracker
@@ -99,6 +99,10 @@ class SweepCallback(tune.Callback):
                         **info: Any) -> None:
         cell_id = self._cell_id(trial)
         run_id = self._ensure_run(cell_id)
+        if WARNING in result:  # e.g. an unreadable checkpoint the cell restarted without
+            self.tracker.set_tags(run_id, {"ablate.warning": str(result[WARNING])[:5000]})
+            self.progress.note(self.stream, f"cell {cell_id}: warning: {result[WARNING]}")
+            return
         if REPLAY in result:
             for point in result[REPLAY]:
                 self._log(cell_id, run_id, int(point["step"]), _metrics_of(point))

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,22 +97,26 @@ class CheckpointStore:
             raise AblateError(f"checkpoint storage {self.url}: there is no bucket {bucket!r} ({check})")
 
     # the trial's side --------------------------------------------------------------------------------
-    def checkout(self, cell_id: str) -> tuple[Path, dict[str, Any] | None]:
+    def checkout(self, cell_id: str, discarded: Callable[[str], None] | None = None
+                 ) -> tuple[Path, dict[str, Any] | None]:
         """(the folder the trainer checkpoints into, the cell's latest checkpoint or None: from step 0).
 
         The checkpoint is fetched into that folder first (from an object store: a fresh local temp folder,
         so also on a node that never ran the cell). One at the last step is returned too: the driver may
         have died after the cell finished but before it recorded that; the cell then only evaluates again
-        (``--force`` deletes checkpoints first). An unreadable one is deleted: the cell starts over.
+        (``--force`` deletes checkpoints first). An unreadable one is deleted: the cell starts over, and
+        ``discarded`` is called with why (the trial tells the driver, which warns the user).
         """
         work = Path(self.cell_path(cell_id)) if self.in_place else _work_folder(cell_id)
         if not self._fetch(self.cell_path(cell_id), work, (CHECKPOINT_FILE,)):
             return work, None
         try:
             return work, load_checkpoint(work)
-        except AblateError:
+        except AblateError as err:
             self.delete(cell_id)
             shutil.rmtree(work, ignore_errors=True)
+            if discarded is not None:
+                discarded(f"{err}; the cell starts over from step 0")
             return work, None
 
     def commit(self, cell_id: str, folder: Path, step: int, *, final: bool = False) -> None:

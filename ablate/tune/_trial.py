@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 STEP, STATUS, REASON, FINAL, CELL = "ablate/step", "ablate/status", "ablate/reason", "ablate/final", "ablate/cell"
 REPLAY = "ablate/replay"  # the checkpoint's history: [{"step": s, <metric>: v, …}, …]
 FAILURE, TRACEBACK = "ablate/failure", "ablate/traceback"  # why a cell failed, and where (final result)
+WARNING = "ablate/warning"  # something the user should know that did not stop the cell (its own result)
 
 
 class RayReporter:
@@ -47,6 +48,10 @@ class RayReporter:
         ``STEP``: schedulers and searchers see no new progress in it)."""
         if history:
             tune.report({CELL: self.cell_id, REPLAY: history})
+
+    def warn(self, message: str) -> None:
+        """Tell the driver (one result, no ``STEP``): it prints the message and tags the cell's run."""
+        tune.report({CELL: self.cell_id, WARNING: message})
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +98,7 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], store: 
         cell_id = spec.id
         reporter = RayReporter(cell_id, store)
         # the cell's latest checkpoint from storage, wherever this trial runs (a retry: another node)
-        ckpt_dir, state = store.checkout(cell_id)
+        ckpt_dir, state = store.checkout(cell_id, discarded=reporter.warn)
         trainer = Trainer(spec, reporter, checkpoint_dir=ckpt_dir)
         if state is not None:
             trainer.state.load_state_dict(state)

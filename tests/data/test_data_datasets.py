@@ -55,6 +55,19 @@ def test_skimage_default_split_and_cache() -> None:
     assert again.train[0].load()[0] is ds.train[0].load()[0]
 
 
+def test_skimage_sizes_from_file_headers_are_the_decoded_sizes() -> None:
+    """Building the dataset reads sizes from the files' headers (no scikit-image import): each file
+    named in ``_FILES`` has the height and width its decoded image has."""
+    from ablate.data._skimage import _FILES, _data_dir
+
+    folder = _data_dir()
+    assert folder is not None and set(_FILES) == set(SKIMAGE_IMAGES)
+    for name, file in _FILES.items():
+        with Image.open(folder / file) as header:
+            w, h = header.size
+        assert (h, w) == load_skimage(name).shape[:2], name
+
+
 def test_skimage_parameters() -> None:
     ds = resolve_dataset({"name": "skimage", "val": ["astronaut"], "train": ["rocket", "coffee"]})
     assert [s.key for s in ds.val] == ["astronaut"] and [s.key for s in ds.train] == ["rocket", "coffee"]

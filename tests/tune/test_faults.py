@@ -15,6 +15,8 @@ the same (key, step) points with the same values, none missing, none twice (read
   checkpoint is past MLflow's points (those in between die with the driver's buffer).
 - A worker is SIGKILLed and another SIGTERMed (preemption) mid-cell, after a checkpoint: both cells
   are retried on their runs (``ablate.attempt`` 2) and finish.
+- A cell's checkpoint is cut in half between a killed driver and ``ablate resume``: the cell starts over
+  from step 0 on its run, the driver prints one warning line and tags the run, the history is whole.
 - A test-only norm plugin (an entry point in the driver's working folder, which Ray puts on its
   workers' path) raises in one cell and runs out of memory in the other: both fail, classed ``crash``
   and ``oom``, are not retried, and the command prints one summary line and no traceback.
@@ -313,6 +315,35 @@ def test_killed_and_preempted_workers_are_retried_from_their_checkpoints(
         assert tags["ablate.attempt"] == "2" and tags["ablate.status"] == "finished", tags
         assert tags["ablate.failure"] == "" and tags["ablate.reason"] == ""  # the retry's note is cleared
         assert client.get_run(run["run_id"]).info.status == "FINISHED"
+
+
+# --------------------------------------------------------------------------------------------------
+def test_a_corrupt_checkpoint_restarts_its_cell_with_a_warning(
+        reference: dict[str, History], fresh_state: Callable[[str], Path], ray_session: str) -> None:
+    state = fresh_state("corrupt")
+    spec = _write_spec(state.parent, "faults-corrupt")
+    ckpts = state / "checkpoints" / "faults-corrupt"
+    cells = sorted(reference)
+    victim = cells[0]
+    driver = Driver(ray_session, state, spec, "run", flush_s=0.2)
+    seen = driver.wait(f"a checkpoint of {victim}", lambda: _checkpoint_step(ckpts / victim))
+    assert seen != "ended", "the sweep finished before its first checkpoint was seen"
+    driver.kill()
+    # half a file, as a node that died while copying it (or a full disk) leaves it
+    ckpt = ckpts / victim / "state.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+
+    code, out, err = Driver(ray_session, state, spec, "resume").finish()
+    assert code == 0, out + err
+    assert "Traceback" not in out + err
+    warning = [line for line in out.splitlines() if line.startswith(f"cell {victim}: warning: ")]
+    assert warning and "is unreadable" in warning[0] and "starts over from step 0" in warning[0], out
+    got = histories(state, "faults-corrupt")
+    for cell in cells:  # restarted from scratch on its run: the points MLflow held are not logged twice
+        assert_same_history(got[cell], reference[cell], cell)
+    runs = _cell_runs(state, "faults-corrupt")
+    assert "is unreadable" in runs[victim]["tags"]["ablate.warning"]
+    assert {r["tags"]["ablate.status"] for r in runs.values()} == {"finished"}
 
 
 # --------------------------------------------------------------------------------------------------

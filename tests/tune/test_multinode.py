@@ -140,3 +140,15 @@ def test_a_wrong_address_is_one_line_in_seconds(fresh_state: Callable[[str], Pat
     assert line == (f"error: cannot join the Ray cluster at {address}: no answer (check --address or RAY_ADDRESS: "
                     "the head's host:port, reachable from here)")
     assert took < 60, took  # Ray's own retries take 40 s and more
+
+
+def test_a_local_ray_that_cannot_start_is_one_line(fresh_state: Callable[[str], Path], tmp_path: Path) -> None:
+    spec_file = tmp_path / "local.yaml"
+    spec_file.write_text(SPEC)
+    deep = tmp_path / ("d" * 100)  # Ray's socket paths under it exceed the 107 bytes AF_UNIX allows
+    deep.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env["RAY_TMPDIR"] = str(deep)
+    line, _ = _one_line("run", str(spec_file), "--state-dir", str(fresh_state("local")), env=env,
+                        out=tmp_path / "out.log")
+    assert line.startswith("error: could not start a local Ray: ") and "107 bytes" in line, line

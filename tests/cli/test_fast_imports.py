@@ -1,0 +1,107 @@
+"""The quick commands import no heavy library: torch, mlflow, ray, pandas, matplotlib, scipy, scikit-image.
+
+    .venv/bin/python -m pytest tests/cli/test_fast_imports.py
+
+Each command runs in a fresh interpreter (as the ``ablate`` script does, with click's
+``standalone_mode=False``) against the quickstart's 7 cells logged as synthetic runs, and the
+interpreter then lists the heavy top-level packages in ``sys.modules``. How long the commands take
+is benchmarks/bench_commands.py's to measure; this keeps the imports that cost the time from
+creeping back. ``plugins`` runs with entry-point plugins off: a plugin norm brings torch itself.
+``report`` is held to torch, mlflow and ray only for now: its tables still use pandas, scipy and the
+dashboard module (matplotlib), which ablate/report is rewritten to drop (issue 12).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
+HEAVY = ("torch", "mlflow", "ray", "pandas", "matplotlib", "scipy", "skimage")
+REPORT_HEAVY = ("torch", "mlflow", "ray")  # see the module docstring
+SCRIPT = f"""\
+import json, sys
+from ablate.cli import main
+try:
+    main(sys.argv[1:], prog_name="ablate", standalone_mode=False)
+finally:
+    heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+    print("HEAVY " + json.dumps(heavy), file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def state(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state folder whose MLflow store holds the quickstart's cells, finished (synthetic traces), and
+    an experiment ``seeds`` with two seeds per variant (its report computes t-intervals and p-values)."""
+    from ablate.spec import expand, load_experiment
+    from ablate.testing.synthetic import experiment_cells, log_synthetic, prepared_store, synthetic_cells
+    from ablate.track import Tracker
+
+    folder = tmp_path_factory.mktemp("fast") / "state"
+    cache = getattr(request.config, "cache", None)
+    uri = prepared_store(folder, cache.mkdir("ablate-mlflow") if cache is not None else folder.parent / "template")
+    spec = load_experiment(QUICKSTART)
+    tracker = Tracker(uri, folder)
+    log_synthetic(tracker, spec.name, experiment_cells(expand(spec)))
+    log_synthetic(tracker, "seeds", synthetic_cells(("token_ln", "i_ln"), (0, 1), steps=5))
+    return folder
+
+
+def _heavy(args: list[str], env: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """(heavy packages imported, stdout) of ``ablate ARGS`` in a fresh interpreter."""
+    environ = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**environ, **(env or {})})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY ")][-1]
+    return json.loads(line[len("HEAVY "):]), proc.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"],
+    ["validate", str(QUICKSTART)],
+    ["plan", str(QUICKSTART)],
+    ["plan", str(QUICKSTART), "--format", "json"],
+], ids=lambda a: " ".join(Path(x).name if "/" in x else x for x in a))
+def test_spec_commands_import_nothing_heavy(args: list[str]) -> None:
+    heavy, out = _heavy(args)
+    assert heavy == [], f"ablate {' '.join(args)} imported {heavy}"
+    assert out
+
+
+@pytest.mark.parametrize("args", [
+    ["status", str(QUICKSTART)],
+])
+def test_status_imports_nothing_heavy(args: list[str], state: Path) -> None:
+    heavy, out = _heavy([*args, "--state-dir", str(state)])
+    assert heavy == [], f"ablate {' '.join(args)} imported {heavy}"
+    assert "swinir-tiny" in out
+    assert "quickstart: 7 finished" in out  # the cells were found: read from the store, not reported pending
+
+
+@pytest.mark.parametrize("args", [
+    ["report", "quickstart"],
+    ["report", "quickstart", "--format", "csv"],
+    ["report", "quickstart", "--format", "latex"],
+    ["report", "seeds"],
+], ids=lambda a: " ".join(Path(x).name if "/" in x else x for x in a))
+def test_report_imports_no_torch_mlflow_or_ray(args: list[str], state: Path) -> None:
+    heavy, out = _heavy([*args, "--state-dir", str(state)])
+    banned = sorted(set(heavy) & set(REPORT_HEAVY))
+    assert banned == [], f"ablate {' '.join(args)} imported {banned}"
+    assert out
+
+
+@pytest.mark.parametrize("kind", [None, "norms", "backbones", "tasks", "datasets", "regularizers"])
+def test_plugins_import_nothing_heavy(kind: str | None) -> None:
+    heavy, out = _heavy(["plugins", *(["--kind", kind] if kind else [])], {"ABLATE_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert heavy == [], f"ablate plugins imported {heavy}"
+    assert "from plugins" in out
