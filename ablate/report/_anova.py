@@ -5,12 +5,14 @@
     [(t.name, t.share, t.p) for t in anova.terms]    # norm, rescale, backbone, train.optimizer.lr …
 
 The factors are the params that take two or more values over the counted cells (status in
-``table.statuses``, metric finite), except the seed (the replicate) and params that differ on every
-cell; params that vary together (``backbone.name`` and ``backbone.depth``) are one factor. The model
+``table.statuses``, metric finite), except the seed (the replicate); params that vary together (``backbone.name`` and ``backbone.depth``) are one factor, and a
+param that is a function of another (``rescale: null`` only on the ``i_ln`` cells) is left to it. The model
 holds every main effect and, where the residual keeps degrees of freedom, every two-way interaction.
 Sums of squares are Type II (each term after every term that does not contain it), so an unbalanced
 grid (``include`` cells, cells that diverged) still gets an answer; ``share`` is the term's part of
-the total sum of squares — how much of the spread in the metric that axis explains.
+the total sum of squares — how much of the spread in the metric that axis explains. Axes that
+overlap without nesting (an ``include`` cell's own combination) share some of it, which no Type II
+term claims: the table shows that part as "shared".
 """
 
 from __future__ import annotations
@@ -57,14 +59,21 @@ class Anova:
                  "|---|---|---|---|---|---|"]
         for t in self.terms:
             lines.append(f"| {t.name} | {t.levels} | {t.df} | {t.share:.1%} | {_num(t.f)} | {_p(t.p)} |")
+        if self.shared_ss > 0.005 * self.total_ss:
+            lines.append(f"| shared (overlapping factors) | | | {_share(self.shared_ss, self)} | | |")
         lines.append(f"| residual (seeds) | | {self.residual_df} | "
                      f"{_share(self.residual_ss, self)} | | |")
         lines.extend(f"\n_{n}_" for n in self.notes)
         return "\n".join(lines) + "\n"
 
+    total_ss: float = math.nan  # of the metric around its mean
+
     @property
-    def total_ss(self) -> float:
-        return sum(t.ss for t in self.terms) + (self.residual_ss if math.isfinite(self.residual_ss) else 0.0)
+    def shared_ss(self) -> float:
+        """The part of the total no term claims on its own (overlapping factors) and seeds do not leave."""
+        if not math.isfinite(self.total_ss) or not math.isfinite(self.residual_ss):
+            return 0.0
+        return max(self.total_ss - self.residual_ss - sum(t.ss for t in self.terms), 0.0)
 
 
 def _num(v: float) -> str:
@@ -89,16 +98,19 @@ def _factors(params: list[dict[str, str]]) -> dict[str, list[str]]:
             continue
         values = [p.get(key, "—") for p in params]
         distinct = list(dict.fromkeys(values))
-        if len(distinct) < 2 or len(distinct) == len(values):  # constant, or an id of each cell
+        if len(distinct) < 2:
             continue
         partition = tuple(distinct.index(v) for v in values)
         name = by_partition.get(partition)
         if name is None or (len(key), key) < (len(name), name):
             by_partition[partition] = key
-    out: dict[str, list[str]] = {}
-    for partition, name in by_partition.items():
-        out[name] = [str(i) for i in partition]
-    return dict(sorted(out.items(), key=lambda kv: keys.index(kv[0])))
+    partitions = {name: partition for partition, name in by_partition.items()}
+    # a factor that is a function of another (rescale null exactly on the i_ln cells) adds no level of
+    # its own: its contrast belongs to the finer factor, not split between the two
+    nested = {a for a, pa in partitions.items() for b, pb in partitions.items()
+              if a != b and len(set(pa)) < len(set(pb)) and len(set(zip(pb, pa))) == len(set(pb))}
+    return {name: [str(i) for i in partitions[name]] for name in sorted(partitions, key=keys.index)
+            if name not in nested}
 
 
 def _dummies(levels: list[str]) -> np.ndarray:
@@ -142,7 +154,7 @@ def factor_anova(cells: Cells, spec: TableSpec) -> Anova:
     full_rss, full_rank = _rss(y, list(terms.values()))
     out.residual_df = len(y) - full_rank
     out.residual_ss = full_rss
-    total = float(((y - y.mean()) ** 2).sum())
+    total = out.total_ss = float(((y - y.mean()) ** 2).sum())
     rows: list[Term] = []
     for term in terms:
         without = [m for t, m in terms.items() if not set(term) <= set(t)]
@@ -169,6 +181,7 @@ def anova_context(anova: Anova) -> dict[str, Any] | None:
     return {"metric": anova.metric, "n": anova.n, "residual_df": anova.residual_df,
             "residual_share": _share(anova.residual_ss, anova), "notes": anova.notes,
             "interactions": any(" × " in t.name for t in anova.terms),
+            "shared": _share(anova.shared_ss, anova) if anova.shared_ss > 0.005 * anova.total_ss else "",
             "terms": [{"name": t.name, "levels": t.levels, "df": t.df, "share": f"{t.share:.1%}",
                        "width": f"{max(t.share, 0.0) * 100:.1f}", "f": _num(t.f), "p": _p(t.p),
                        "sig": not math.isnan(t.p) and t.p < 0.05} for t in anova.terms]}

@@ -27,7 +27,7 @@ from . import _plotly
 from ._anova import anova_context, factor_anova
 from ._data import Cells, load_cells
 from ._eval import eval_context
-from ._figures import FigureModel, build_figure, needed_keys
+from ._figures import MAX_POINTS, FigureModel, build_figure, needed_keys
 from ._spec import STATUS_ORDER, DashboardSpec, load_dashboard_spec
 from ._table import SINGLE_SEED, AblationTable, build_table, fmt, fmt_signed, pvalue
 
@@ -53,11 +53,15 @@ def _experiments(spec: DashboardSpec, experiment: str | list[str] | tuple[str, .
 
 
 def _histories(cells: Cells, spec: DashboardSpec) -> dict[str, Any]:
-    """The histories the plots draw (the figures keep ≤ MAX_POINTS steps of each line)."""
+    """The histories the plots draw: for cells that ran on, only the ≤ MAX_POINTS steps a line keeps;
+    a diverged cell's trace whole (its × marks its last finite value, wherever that is)."""
     keys = needed_keys(cells, spec.plots)
     if cells.empty or not keys:
         return {}
-    return cells.store.histories(list(cells.runs), keys=keys)
+    diverged = [r.run_id for r in cells.select(diverged=True)]
+    hist = cells.store.histories([r.run_id for r in cells.select(diverged=False)], keys=keys, max_points=MAX_POINTS)
+    hist.update(cells.store.histories(diverged, keys=keys))
+    return hist
 
 
 def _figure(model: FigureModel, cells: Cells, interactive: bool, index: int) -> dict[str, Any]:
@@ -97,13 +101,13 @@ def _table_context(table: AblationTable, cells: Cells) -> dict[str, Any]:
                             "delta": ""})
                 continue
             lo, hi = pr.ci
-            decisive = pr.p_holm if table.tests > 1 else pr.p  # the p that decides: adjusted when several
+            decisive = pr.p_holm if table.family > 1 else pr.p  # the p that decides: adjusted when several
             better = (pr.mean > 0) == (spec.goal == "max")
             out.append({
                 "text": fmt_signed(pr.mean, spec.precision),
                 "ci": "" if math.isnan(lo) else f"[{fmt(lo, spec.precision)}, {fmt(hi, spec.precision)}]",
                 "p": "" if math.isnan(pr.p) else pvalue(pr.p), "n": pr.n,
-                "p_holm": "" if math.isnan(pr.p_holm) or table.tests < 2 else pvalue(pr.p_holm),
+                "p_holm": "" if math.isnan(pr.p_holm) or table.family < 2 else pvalue(pr.p_holm),
                 "sig": not math.isnan(decisive) and decisive < 0.05,
                 "sign": "" if pr.mean == 0 else ("better" if better else "worse"),
                 "delta": repr(pr.mean),
@@ -112,7 +116,7 @@ def _table_context(table: AblationTable, cells: Cells) -> dict[str, Any]:
     return {"rows": rows, "columns": table.columns, "paired": paired, "has_test": table.has_test,
             "baseline": table.baseline, "metric": spec.metric, "unit": spec.unit,
             "rows_field": spec.rows, "aggregate": spec.aggregate, "goal": spec.goal,
-            "statuses": ", ".join(spec.statuses), "has_best": table.has_best, "tests": table.tests,
+            "statuses": ", ".join(spec.statuses), "has_best": table.has_best, "family": table.family,
             "single_seed": SINGLE_SEED if SINGLE_SEED in table.notes else "",
             "notes": [n for n in table.notes if n != SINGLE_SEED]}
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ablate.errors import AblateError, did_you_mean
 from ablate.status import CellStatus
-from ablate.track import RunStore, artifact_text, latest_per_cell
+from ablate.track import RunStore, latest_per_cell
 
 from ._spec import DashboardSpec
 
@@ -193,7 +193,7 @@ def plan_order(store: RunStore, sweeps: list[dict[str, Any]], runs: list[dict[st
     for sweep in sorted(sweeps, key=lambda r: r["start_time"] or 0, reverse=True):
         if wanted <= set(order):
             break
-        text = artifact_text(store.tracking_uri, sweep["run_id"], "plan/plan.json")
+        text = store.artifact_text(sweep["run_id"], "plan/plan.json")
         try:
             plan = json.loads(text) if text else []
         except ValueError:  # a damaged artifact: the start order below still covers its cells

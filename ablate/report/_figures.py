@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ablate.status import CellStatus
+from ablate.track._store import spaced
 
 from ._data import CellRow, Cells, pick_sites, sites_of
 from ._spec import PlotSpec
@@ -37,13 +38,6 @@ STAT_TITLES = {"msq": "Feature magnitude", "maxabs": "Largest feature value", "e
                "top1": "Dominant-channel energy share"}
 METRIC_LABELS = {"val/psnr": "validation PSNR (dB)", "val/ssim": "validation SSIM", "train/loss": "training loss",
                  "train/lr": "learning rate"}
-
-
-def spaced(n: int, k: int) -> np.ndarray:
-    """Indices of at most ``k`` of ``n`` sorted items, evenly spaced, the first and last included."""
-    if n <= k:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
 
 
 def metric_label(key: str) -> str:

@@ -8,7 +8,7 @@ Paired differences: a variant's cell and the baseline's cell with the same ``abl
 (equal in everything but the norm variant: same seed, init and batches) in the same column form a
 pair; we report the mean of (variant − baseline), its 95% percentile bootstrap interval (the seed
 pairs resampled whole) and a two-sided paired t-test p-value when there are at least two pairs, the
-p-values Holm-adjusted over every comparison in the table when there are several. ``±`` is the
+p-values Holm-adjusted over the variants compared with the baseline in each column. ``±`` is the
 sample standard deviation (ddof = 1) over seeds; ``n`` is printed beside every number. A column
 marks its best row only when every row in it has at least two seeds: one value per variant says
 nothing about which is better, and a table of single seeds says so.
@@ -233,19 +233,23 @@ class AblationTable:
         if pr.n >= 2:
             lo, hi = pr.ci
             text += f" [{fmt(lo, p)}, {fmt(hi, p)}], p={pvalue(pr.p)}"
-            if self.tests > 1:
+            if self.family > 1:
                 text += f", Holm p={pvalue(pr.p_holm)}"
         return text + f" (n={pr.n})"
 
     @property
-    def tests(self) -> int:
-        """Paired comparisons with a p-value: the family Holm's correction adjusts over."""
-        return sum(not math.isnan(p.p) for p in self.paired.values())
+    def family(self) -> int:
+        """The most comparisons with a p-value in one column: Holm's correction adjusts over each
+        column's (the variants compared with the baseline under one setting)."""
+        per: dict[str, int] = {}
+        for (_, col), pr in self.paired.items():
+            per[col] = per.get(col, 0) + (not math.isnan(pr.p))
+        return max(per.values(), default=0)
 
     def paired_caption(self) -> str:
         text = "variant − baseline over seed pairs: mean [95% bootstrap CI], paired t-test p"
-        if self.tests > 1:
-            text += f", Holm-adjusted over the table's {self.tests} comparisons"
+        if self.family > 1:
+            text += ", Holm-adjusted over the variants compared in each column"
         return text
 
     def to_latex(self) -> str:
@@ -304,8 +308,10 @@ def build_table(cells: Cells, spec: TableSpec) -> AblationTable:
         notes.insert(0, SINGLE_SEED if max((e.n for e in entries.values()), default=0) <= 1 else
                      "no best marked in a column where a variant has a single seed: n = 1 cannot rank")
     paired = _paired(cells.rows, spec, baseline) if baseline is not None and has_metric else {}
-    for pr, adjusted in zip(paired.values(), holm([pr.p for pr in paired.values()])):
-        pr.p_holm = adjusted
+    for col in columns:  # the family: the variants compared with the baseline in one column
+        family = [pr for (_, c), pr in paired.items() if c == col]
+        for pr, adjusted in zip(family, holm([pr.p for pr in family])):
+            pr.p_holm = adjusted
     if paired and not any(p.n >= 2 for p in paired.values()):
         notes.append("a paired test needs at least two seeds per variant: only differences are shown")
     varying = _confounds(cells, spec)

@@ -138,6 +138,15 @@ def test_paired_differences_match_a_paired_t_test(ablation_page: Path, runs_df: 
         assert attrs["data-p-holm"] == f"{adjusted:.3g}" and f"Holm {adjusted:.3g}" in text
 
 
+def test_factor_importance_section(ablation_page: Path) -> None:
+    html = ablation_page.read_text()
+    anova = parse(html).tables["anova"]
+    assert [c[1] for c in anova[0]] == ["factor", "levels", "df", "share of variance", "F", "p"]
+    rows = {r[0][1]: [c[1] for c in r[1:]] for r in anova[1:]}
+    assert rows["norm"][:2] == ["3", "2"]  # three variants, two degrees of freedom
+    assert "residual (seeds)" in rows and "seed" not in rows
+
+
 def test_status_counts_and_problem_cells(ablation_page: Path, runs_df: Any) -> None:
     html = ablation_page.read_text()
     page = parse(html)

@@ -98,12 +98,13 @@ def test_one_seed_marks_no_best(store: dict[str, Any], tmp_path: Path) -> None:
     table = parse(html).tables["ablation"]
     assert all("best" not in attrs.get("class", "") for row in table[1:] for attrs, _ in row)
     assert "★" not in html and "no best is marked" in html
+    assert 'id="single-seed"' in html and "cannot rank the variants" in html
     for fmt in ("md", "latex", "csv"):
         out = CliRunner().invoke(main, ["report", "single-seed", "--format", fmt, "--tracking-uri", store["uri"]])
         assert out.exit_code == 0, out.output
         assert "**3" not in out.stdout and r"\textbf" not in out.stdout and ",True," not in out.stdout
     md = CliRunner().invoke(main, ["report", "single-seed", "--tracking-uri", store["uri"]]).stdout
-    assert "best per column" not in md
+    assert "best per column" not in md and "> **one seed per variant: this table cannot rank" in md
     # with two seeds per variant the best is marked
     two = CliRunner().invoke(main, ["report", "ablation", "--tracking-uri", store["uri"]]).stdout
     assert "best per column in bold" in two
