@@ -7,7 +7,9 @@
 The factors are the params that take two or more values over the counted cells (status in
 ``table.statuses``, metric finite), except the seed (the replicate); params that vary together (``backbone.name`` and ``backbone.depth``) are one factor, and a
 param that is a function of another (``rescale: null`` only on the ``i_ln`` cells) is left to it. The model
-holds every main effect and, where the residual keeps degrees of freedom, every two-way interaction.
+holds every main effect and, where the residual keeps degrees of freedom, every two-way interaction;
+the residual is the seeds' spread (and, without interactions, what the main effects leave). A model
+with no residual (one cell per grid point) gets no table: it would attribute the noise too.
 Sums of squares are Type II (each term after every term that does not contain it), so an unbalanced
 grid (``include`` cells, cells that diverged) still gets an answer; ``share`` is the term's part of
 the total sum of squares — how much of the spread in the metric that axis explains. Axes that
@@ -61,7 +63,7 @@ class Anova:
             lines.append(f"| {t.name} | {t.levels} | {t.df} | {t.share:.1%} | {_num(t.f)} | {_p(t.p)} |")
         if self.shared_ss > 0.005 * self.total_ss:
             lines.append(f"| shared (overlapping factors) | | | {_share(self.shared_ss, self)} | | |")
-        lines.append(f"| residual (seeds) | | {self.residual_df} | "
+        lines.append(f"| residual | | {self.residual_df} | "
                      f"{_share(self.residual_ss, self)} | | |")
         lines.extend(f"\n_{n}_" for n in self.notes)
         return "\n".join(lines) + "\n"
@@ -168,9 +170,11 @@ def factor_anova(cells: Cells, spec: TableSpec) -> Anova:
         levels = math.prod(len(set(factors[name])) for name in term)
         rows.append(Term(" × ".join(term), levels, df, ss, ss / total if total > 0 else math.nan, f,
                          f_sf(f, df, out.residual_df) if not math.isnan(f) else math.nan))
+    if out.residual_df == 0:  # a saturated model attributes everything, noise included: say nothing
+        out.notes.append("factor importance needs a residual to compare with: one cell per grid point "
+                         "leaves none (add seeds)")
+        return out
     out.terms = rows
-    if out.residual_df == 0:
-        out.notes.append("no residual degrees of freedom (one cell per grid point): shares only, no test")
     return out
 
 

@@ -58,12 +58,17 @@ def test_balanced_two_way_matches_the_closed_form() -> None:
     assert terms["norm"].p < 1e-3 and terms["norm"].share > 0.8
 
 
-def test_a_nested_factor_is_left_to_the_finer_one_and_single_seeds_get_shares_only() -> None:
+def test_a_nested_factor_is_left_to_the_finer_one_and_single_seeds_get_no_table() -> None:
     # rescale is "None" exactly on the i_ln cells: a function of norm, not an axis of its own
     points = [({"norm": n, "rescale": "None" if n == "i_ln" else "False", "seed": "0"}, v)
               for n, v in (("token_ln", 31.9), ("batch_norm", 26.2), ("global_ln", 30.9), ("i_ln", 34.6))]
     anova = factor_anova(_cells(points), TableSpec())
-    assert [t.name for t in anova.terms] == ["norm"] and anova.terms[0].df == 3
-    assert anova.residual_df == 0 and math.isnan(anova.terms[0].p) and anova.terms[0].share == pytest.approx(1.0)
-    assert any("no residual" in n for n in anova.notes)
-    assert "cannot" not in anova.to_markdown() and "| norm | 4 | 3 | 100.0% | — | — |" in anova.to_markdown()
+    assert anova.residual_df == 0 and anova.terms == []  # saturated: everything, noise included, would be norm's
+    assert "leaves none (add seeds)" in anova.to_markdown()
+    # three seeds: norm alone (df 3), rescale left to it; the seeds' spread is the residual
+    rng = np.random.default_rng(2)
+    anova = factor_anova(_cells([({**p, "seed": s}, v + rng.normal(0, 0.1)) for p, v in points for s in "012"]),
+                         TableSpec())
+    assert [(t.name, t.df) for t in anova.terms] == [("norm", 3)] and anova.residual_df == 8
+    assert anova.terms[0].share + anova.residual_ss / anova.total_ss == pytest.approx(1.0)
+    assert not math.isnan(anova.terms[0].p) and anova.terms[0].p < 1e-6

@@ -144,7 +144,7 @@ def test_factor_importance_section(ablation_page: Path) -> None:
     assert [c[1] for c in anova[0]] == ["factor", "levels", "df", "share of variance", "F", "p"]
     rows = {r[0][1]: [c[1] for c in r[1:]] for r in anova[1:]}
     assert rows["norm"][:2] == ["3", "2"]  # three variants, two degrees of freedom
-    assert "residual (seeds)" in rows and "seed" not in rows
+    assert "residual" in rows and "seed" not in rows
 
 
 def test_status_counts_and_problem_cells(ablation_page: Path, runs_df: Any) -> None:
