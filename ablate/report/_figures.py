@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ablate.status import CellStatus
-from ablate.track._store import spaced
+from ablate.track import spaced
 
 from ._data import CellRow, Cells, pick_sites, sites_of
 from ._spec import PlotSpec
