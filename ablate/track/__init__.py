@@ -23,7 +23,7 @@ from __future__ import annotations
 from ._artifacts import artifact_text, download_artifact
 from ._identity import cell_run_identity, cell_run_name
 from ._lease import Heartbeat, Lease, heartbeat_interval, lease_tags
-from ._store import RunStore, latest_per_cell
+from ._store import RunStore, latest_per_cell, spaced
 from ._tracker import Tracker, git_commit, safe_key
 from ._ui import experiment_page
 from ._uri import (
@@ -55,5 +55,6 @@ __all__ = [
     "normalize_tracking_uri",
     "resolve_tracking_uri",
     "safe_key",
+    "spaced",
     "sqlite_path",
 ]
