@@ -19,18 +19,23 @@ from ._options import state_dir_option, tracking_option
               help="MLflow experiment (the YAML's name); repeat to read several. Default: the spec's experiments.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML file to write (default: <state-dir>/dashboards/<experiment>-<spec>.html).")
+@click.option("--static", is_flag=True, default=False,
+              help="Plots as static SVG images and no JavaScript (the default is interactive plotly.js plots, "
+                   "inline; without the plotly package the page is static anyway).")
 @state_dir_option
 @tracking_option
-def command(spec: str | None, experiments: tuple[str, ...], output: Path | None, state_dir: Path,
+def command(spec: str | None, experiments: tuple[str, ...], output: Path | None, static: bool, state_dir: Path,
             tracking_uri: str | None) -> None:
     """Write the dashboard of an experiment: ablation table, paired differences, divergence plots.
 
     \b
         ablate dashboard --experiment quickstart
         ablate dashboard dashboards/divergence.yaml -e quickstart -o divergence.html
+        ablate dashboard -e quickstart --static          # no JavaScript
 
     SPEC is a dashboard YAML (see dashboards/), or a name in ./dashboards; without it, the default
-    norm-ablation dashboard. The page needs no network to view: styles inline, plots inline SVG.
+    norm-ablation dashboard. The page needs no network to view: styles and plotly.js inline (hover
+    values, legend toggles, zoom), or with --static every plot an inline SVG.
     """
     from ablate.report import build_dashboard
     from ablate.track import resolve_tracking_uri
@@ -38,7 +43,8 @@ def command(spec: str | None, experiments: tuple[str, ...], output: Path | None,
     uri = resolve_tracking_uri(tracking_uri, None, state_dir)
     stats: dict[str, float] = {}
     t0 = time.perf_counter()
-    out = build_dashboard(spec, list(experiments) or None, uri, output, state_dir=state_dir, stats=stats)
+    out = build_dashboard(spec, list(experiments) or None, uri, output, state_dir=state_dir, stats=stats,
+                          interactive=False if static else None)
     cells = int(stats.get("cells", 0))
     if cells == 0:
         click.echo(f"note: {', '.join(experiments) or 'the experiment'} has no cell runs yet; the page says so",

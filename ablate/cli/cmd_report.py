@@ -22,7 +22,7 @@ from ._options import state_dir_option, tracking_option
               help="Dashboard spec whose table layout to use (default: the norm-ablation layout).")
 @click.option("--metric", default=None, metavar="KEY", help="Summary metric to tabulate (default: final/psnr).")
 @click.option("--baseline", default=None, metavar="VARIANT",
-              help="Variant for paired differences (default: token_ln if present).")
+              help="Variant for paired differences (default: the experiment's first variant).")
 @click.option("--eval", "test_sets", is_flag=True,
               help="The test-set table instead (after `ablate eval`): variants × sets, PSNR/SSIM and fp16.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -31,8 +31,10 @@ from ._options import state_dir_option, tracking_option
 @tracking_option
 def command(experiment: str, fmt: str, spec: str | None, metric: str | None, baseline: str | None,
             test_sets: bool, output: Path | None, state_dir: Path, tracking_uri: str | None) -> None:
-    """Print the ablation table of experiment NAME: mean ± std over seeds, best per column, and
-    paired differences against the baseline (95% CI and a paired t-test with ≥ 2 seeds).
+    """Print the ablation table of experiment NAME: mean ± std over seeds (n beside every number; a
+    best per column only when every variant has two seeds or more), paired differences against the
+    baseline (95% bootstrap CI over seed pairs, paired t-test p, Holm-adjusted when several variants
+    are compared) and the factor importance of the grid's axes (ANOVA).
 
     \b
         ablate report quickstart

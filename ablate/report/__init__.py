@@ -5,8 +5,8 @@
     print(ablation_table("quickstart").to_markdown())
     print(eval_table("quickstart").to_latex())                    # after `ablate eval`: the paper's table
 
-The only subpackage that imports matplotlib, jinja2 and pandas. MLflow is read through
-:mod:`ablate.track` (:class:`ablate.track.RunStore`).
+The only subpackage that imports matplotlib, plotly and jinja2 (each where it draws: ``ablate
+report`` imports none of them). MLflow is read through :mod:`ablate.track` (:class:`ablate.track.RunStore`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 # Attributes load on first use (PEP 562): ``ablate.report._cellplot`` is imported by the sweep for
-# one plot per cell and should not pay for pandas, jinja2 and scipy.
+# one plot per cell and should not pay for jinja2 and the dashboard's figures.
 _EXPORTS = {
-    "ablation_table": "._dashboard", "build_dashboard": "._dashboard", "render_dashboard": "._dashboard",
+    "ablation_table": "._table", "build_dashboard": "._dashboard", "render_dashboard": "._dashboard",
     "DashboardSpec": "._spec", "FilterSpec": "._spec", "PlotSpec": "._spec", "TableSpec": "._spec",
     "load_dashboard_spec": "._spec", "parse_dashboard_spec": "._spec", "AblationTable": "._table",
     "divergence_plot": "._cellplot", "table": "._text", "EvalTable": "._eval", "eval_table": "._eval",

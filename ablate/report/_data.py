@@ -1,8 +1,12 @@
-"""The cells of one or more experiments as a pandas table, plus the variant order and colours.
+"""The cells of one or more experiments as plain rows, plus the variant order and colours.
 
     from ablate.report._data import load_cells
     cells = load_cells(["quickstart"], "sqlite:////abs/.ablate/mlflow.db", spec)
-    cells.frame[["variant", "column", "status", "final/psnr"]]
+    [(c.variant, c.column, c.status, c.metric("final/psnr")) for c in cells.rows]
+
+Variants (and table columns) keep the experiment's order — the order its plan lists the cells: the
+grid as the spec expands it, then ``include`` — on every table and plot; colours follow that order.
+The baseline of paired differences is the dashboard's ``table.baseline`` or else the first variant.
 
 Fields (table rows/columns, filters) name a cell attribute: ``norm`` (the variant label, tag
 ``ablate.norm``), ``status``, ``experiment``, ``cell``, ``tags.<key>``, ``params.<key>`` or a bare
@@ -12,13 +16,15 @@ param key (``seed``, ``task``, ``train.optimizer.lr``). A component param logged
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from ablate.errors import AblateError, did_you_mean
+from ablate.status import CellStatus
 from ablate.track import RunStore, latest_per_cell
 
 from ._spec import DashboardSpec
@@ -122,40 +128,101 @@ def pick_sites(available: list[str], picks: tuple[str, ...]) -> list[tuple[str, 
     return [(lbl, s) for lbl, s in out if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
 
 
+@dataclass(frozen=True)
+class CellRow:
+    """One cell (the latest run of its id): identity, its table row and column labels, its metrics."""
+
+    run_id: str
+    cell: str
+    experiment: str
+    status: str
+    reason: str
+    variant: str
+    row: str  # the table row label (the variant when the table's rows are norms)
+    column: str  # the table column label: "swinir-tiny · sr-x2"
+    pairing: str
+    seed: str
+    run_name: str
+    metrics: dict[str, float]
+
+    def metric(self, key: str) -> float:
+        """The run's latest value of ``key`` (NaN when it did not log it)."""
+        return self.metrics.get(key, math.nan)
+
+
 @dataclass
 class Cells:
     """One row per cell (the latest run of each cell id) with its fields and summary metrics."""
 
-    frame: pd.DataFrame
+    rows: list[CellRow]
     runs: dict[str, dict[str, Any]]  # run id -> run record
-    variants: list[str]
+    variants: list[str]  # in the experiment's order
+    cell_order: dict[str, int]  # cell id -> its position in the experiment (see plan_order)
     colours: dict[str, str]
     columns: list[str]  # column-group labels, in order
     store: RunStore
     experiments: list[str]
+    baseline: str | None = None  # the variant paired differences are taken against
     sweeps: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return self.frame.empty
+        return not self.rows
 
     def metric_keys(self) -> set[str]:
         return {k for r in self.runs.values() for k in r["metrics"]}
 
+    def select(self, *, variant: str | None = None, column: str | None = None,
+               statuses: Iterable[str] | None = None, diverged: bool | None = None) -> list[CellRow]:
+        """The rows of one variant and/or column; ``statuses`` keeps those statuses, ``diverged``
+        keeps (True) or drops (False) diverged cells."""
+        keep = set(statuses) if statuses is not None else None
+        return [r for r in self.rows
+                if (variant is None or r.variant == variant) and (column is None or r.column == column)
+                and (keep is None or r.status in keep)
+                and (diverged is None or (r.status == CellStatus.DIVERGED) == diverged)]
 
-def order_variants(labels: list[str], baseline: str | None) -> list[str]:
-    """Baseline first (when present), the rest alphabetically: the same order on every plot."""
-    rest = sorted(set(labels) - {baseline})
-    return ([baseline] if baseline in labels else []) + rest
+
+def plan_order(store: RunStore, sweeps: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, int]:
+    """Cell id -> its position in the experiment: the newest sweep's plan first (``plan/plan.json``:
+    the grid as the spec expands it, then ``include``), then older plans, then cells no plan names, in
+    the order they started. Older plans are read only while some cell is not placed yet."""
+    wanted = {r["cell"] for r in runs}
+    order: dict[str, int] = {}
+    for sweep in sorted(sweeps, key=lambda r: r["start_time"] or 0, reverse=True):
+        if wanted <= set(order):
+            break
+        text = store.artifact_text(sweep["run_id"], "plan/plan.json")
+        try:
+            plan = json.loads(text) if text else []
+        except ValueError:  # a damaged artifact: the start order below still covers its cells
+            plan = []
+        for row in plan if isinstance(plan, list) else []:
+            cell = row.get("id", row.get("cell")) if isinstance(row, dict) else None
+            if isinstance(cell, str) and cell not in order:
+                order[cell] = len(order)
+    for r in sorted(runs, key=lambda r: (r["start_time"] or 0, r["run_id"])):
+        order.setdefault(r["cell"], len(order))
+    return order
 
 
-def choose_baseline(labels: list[str], wanted: str | None) -> str | None:
+def experiment_order(rows: list[CellRow], cell_order: dict[str, int], label: Any) -> list[str]:
+    """The distinct ``label(row)`` values in the order of their first cell in the experiment."""
+    first: dict[str, int] = {}
+    last = len(cell_order)
+    for r in rows:
+        value = label(r)
+        first[value] = min(first.get(value, last), cell_order.get(r.cell, last))
+    return sorted(first, key=lambda v: first[v])
+
+
+def choose_baseline(variants: list[str], wanted: str | None) -> str | None:
+    """``wanted`` (the dashboard's ``table.baseline``) if it has cells, else the experiment's first
+    variant: the grid's first ``norm`` value, the one the YAML sets the others against."""
     if wanted is not None:
-        return wanted if wanted in labels else None
-    if "token_ln" in labels:
-        return "token_ln"
-    return sorted(labels)[0] if labels else None
+        return wanted if wanted in variants else None
+    return variants[0] if variants else None
 
 
 def _read(store: RunStore, experiments: list[str],
@@ -197,20 +264,12 @@ def _check_table_fields(runs: list[dict[str, Any]], spec: DashboardSpec) -> None
                               f"cells{did_you_mean(base, fields_here)}")
 
 
-def _frame(runs: list[dict[str, Any]], spec: DashboardSpec) -> pd.DataFrame:
-    """One row per cell: its identity, table row and column labels, and its latest metrics."""
-    rows = []
-    for r in runs:
-        col = " · ".join(field_value(r, c) for c in spec.table.columns) if spec.table.columns else "all cells"
-        row: dict[str, Any] = {
-            "run_id": r["run_id"], "cell": r["cell"], "experiment": r["experiment"], "status": r["status"],
-            "reason": r["reason"], "variant": field_value(r, "norm"), "row": field_value(r, spec.table.rows),
-            "column": col, "pairing": r["pairing"] or "", "seed": field_value(r, "seed"),
-            "run_name": r["run_name"],
-        }
-        row.update(r["metrics"])
-        rows.append(row)
-    return pd.DataFrame(rows)
+def _row(r: dict[str, Any], spec: DashboardSpec) -> CellRow:
+    """One cell: its identity, table row and column labels, and its latest metrics."""
+    column = " · ".join(field_value(r, c) for c in spec.table.columns) if spec.table.columns else "all cells"
+    return CellRow(r["run_id"], r["cell"], r["experiment"], r["status"], r["reason"], field_value(r, "norm"),
+                   field_value(r, spec.table.rows), column, r["pairing"] or "", field_value(r, "seed"),
+                   r["run_name"], r["metrics"])
 
 
 def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
@@ -218,7 +277,7 @@ def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
     """Read the experiments' cell runs and build :class:`Cells`.
 
     Raises :class:`AblateError` when an experiment does not exist (naming the closest one); an
-    experiment without cell runs gives an empty frame.
+    experiment without cell runs gives no rows.
     """
     store = store or RunStore(tracking_uri)
     runs, sweeps = _read(store, experiments, tracking_uri)
@@ -226,12 +285,11 @@ def load_cells(experiments: list[str], tracking_uri: str, spec: DashboardSpec,
     runs = _filtered(runs, spec, notes)
     if runs:
         _check_table_fields(runs, spec)
-    frame = _frame(runs, spec)
-    variants_present = sorted(frame["variant"].unique()) if not frame.empty else []
-    baseline = choose_baseline(variants_present, spec.table.baseline)
-    variants = order_variants(variants_present, baseline)
+    rows = [_row(r, spec) for r in runs]
+    cell_order = plan_order(store, sweeps, runs) if rows else {}
+    variants = experiment_order(rows, cell_order, lambda r: r.variant)
     colours = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
-    columns = list(dict.fromkeys(frame["column"])) if not frame.empty else []
-    columns.sort()
-    return Cells(frame=frame, runs={r["run_id"]: r for r in runs}, variants=variants, colours=colours,
-                 columns=columns, store=store, experiments=list(experiments), sweeps=sweeps, notes=notes)
+    columns = experiment_order(rows, cell_order, lambda r: r.column)
+    return Cells(rows=rows, runs={r["run_id"]: r for r in runs}, variants=variants, cell_order=cell_order,
+                 colours=colours, columns=columns, store=store, experiments=list(experiments),
+                 baseline=choose_baseline(variants, spec.table.baseline), sweeps=sweeps, notes=notes)

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.track import artifact_text
-
 from ._data import Cells, field_value
 from ._table import Entry, fmt, records_csv
 
@@ -160,25 +158,6 @@ def _set_info(run: dict[str, Any], set_name: str) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def plan_order(cells: Cells) -> dict[str, int]:
-    """Cell id -> its position in the experiment (the newest sweep's plan first, older plans after)."""
-    order: dict[str, int] = {}
-    wanted = set(cells.frame["cell"]) if not cells.empty else set()
-    for sweep in sorted(cells.sweeps, key=lambda r: r["start_time"] or 0, reverse=True):
-        if wanted <= set(order):
-            break
-        text = artifact_text(cells.store.tracking_uri, sweep["run_id"], "plan/plan.json")
-        try:
-            plan = json.loads(text) if text else []
-        except ValueError:
-            continue
-        for row in plan if isinstance(plan, list) else []:
-            cid = row.get("id", row.get("cell")) if isinstance(row, dict) else None
-            if isinstance(cid, str) and cid not in order:
-                order[cid] = len(order)
-    return order
-
-
 def _group_label(set_name: str, task: str, tasks: list[str]) -> str:
     if len(tasks) == 1:
         return set_name
@@ -194,7 +173,7 @@ class _Builder:
 
     def __init__(self, cells: Cells, statuses: tuple[str, ...]) -> None:
         self.cells, self.statuses = cells, statuses
-        self.runs = [cells.runs[rid] for rid in cells.frame["run_id"]] if not cells.empty else []
+        self.runs = [cells.runs[r.run_id] for r in cells.rows]
         self.backbones = sorted({field_value(r, "backbone") for r in self.runs})
         self.set_index: dict[str, float] = {}
         self.low: set[str] = set()
@@ -263,9 +242,9 @@ class _Builder:
 
     def _rows(self) -> list[str]:
         present = {k[0] for k in self.values if k[0] is not None}
-        if not present:  # no eval metrics: no plan to read (a dashboard without them pays nothing)
+        if not present:
             return []
-        order = plan_order(self.cells)
+        order = self.cells.cell_order
         first: dict[str, float] = {}
         for run in self.runs:
             row = self.row_of(run)

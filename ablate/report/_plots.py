@@ -1,13 +1,13 @@
-"""Dashboard figures, rendered with matplotlib to inline SVG strings.
+"""The static renderer: a :class:`~ablate.report._figures.FigureModel` as an inline SVG (matplotlib).
 
-    from ablate.report._plots import trace_figure
-    svg, notes = trace_figure(cells, histories, PlotSpec("trace", stat="msq"), facets)
+    from ablate.report._figures import trace_figure
+    from ablate.report._plots import to_svg_figure
+    svg = to_svg_figure(trace_figure(cells, histories, PlotSpec("trace", stat="msq"), facets), cells)
 
-Every figure colours a variant the same way (``cells.colours``), labels its axes with units and
-has a legend. Per-step lines are the across-seed centre (geometric mean on log axes, mean
-otherwise) with the min–max range over seeds shaded; a diverged cell's last probe is marked ×.
-Figures are built on their own Agg canvas, never through pyplot: importing or using ablate leaves
-the caller's matplotlib backend and figure list alone.
+The dashboard's fallback when plotly is not installed (or ``ablate dashboard --static``): a page
+without JavaScript. Every figure colours a variant the same way (``cells.colours``), labels its
+axes with units and has a legend. Figures are built on their own Agg canvas, never through pyplot:
+importing or using ablate leaves the caller's matplotlib backend and figure list alone.
 """
 
 from __future__ import annotations
@@ -21,31 +21,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import matplotlib
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from ablate.status import CellStatus
+from ._data import Cells
+from ._figures import FigureModel, Panel
 
-from ._data import Cells, pick_sites, sites_of
-from ._spec import PlotSpec
-
-History = tuple[np.ndarray, np.ndarray]
-MAX_POINTS = 200  # points per drawn line: ~1 per 1.5 px of a panel; more only grows the SVG
-
-STAT_LABELS = {
-    "msq": "feature magnitude, mean of x²",
-    "maxabs": "max |x| over the feature map",
-    "entropy": "channel entropy (nats)",
-    "top1": "top channel's share of energy",
-}
-STAT_TITLES = {"msq": "Feature magnitude", "maxabs": "Largest feature value", "entropy": "Channel entropy",
-               "top1": "Dominant-channel energy share"}
-METRIC_LABELS = {"val/psnr": "validation PSNR (dB)", "val/ssim": "validation SSIM", "train/loss": "training loss",
-                 "train/lr": "learning rate"}
 _STYLE: dict[str, Any] = {
     "svg.fonttype": "none",  # text stays text: smaller files, selectable, browser fonts
     "font.size": 9,
@@ -57,17 +41,18 @@ _STYLE: dict[str, Any] = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "figure.dpi": 100,
+    # a fixed title position: matplotlib otherwise measures every tick label of every panel to
+    # lift titles above them (half of the SVG time of a 40-panel dashboard)
+    "axes.titley": 1.02,
 }
+PAGE_WIDTH = 12.2  # inches (96 CSS px each) inside the page's sections: wider figures would shrink their text
 
 
 @contextmanager
 def _style() -> Iterator[None]:
     with matplotlib.rc_context(_STYLE), warnings.catch_warnings():  # type: ignore[arg-type]
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of the seed matrix
+        warnings.simplefilter("ignore", RuntimeWarning)
         yield
-
-
-PAGE_WIDTH = 12.2  # inches (96 CSS px each) inside the page's sections: wider figures would shrink their text
 
 
 def _grid(n_panels: int, max_cols: int, w: float, h: float, *, top: float = 0.7, bottom: float = 0.6,
@@ -101,76 +86,6 @@ def to_svg(fig: Figure) -> str:
     return re.sub(r"<svg ", '<svg role="img" ', text, count=1)
 
 
-def metric_label(key: str) -> str:
-    return METRIC_LABELS.get(key, key)
-
-
-def _facet_cells(cells: Cells, facets: list[str]) -> list[tuple[str, Any]]:
-    frame = cells.frame
-    return [(f, frame[frame["column"] == f]) for f in facets]
-
-
-def _aggregate(series: list[History], log: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, centre, low, high) over cells: geometric mean on log axes, else the mean."""
-    steps = np.unique(np.concatenate([s for s, _ in series]))
-    grid = np.full((len(series), len(steps)), np.nan)
-    for i, (s, v) in enumerate(series):
-        grid[i, np.searchsorted(steps, s)] = v
-    grid[~np.isfinite(grid)] = np.nan
-    if log:
-        grid[grid <= 0] = np.nan
-        centre = np.exp(np.nanmean(np.log(grid), axis=0))
-    else:
-        centre = np.nanmean(grid, axis=0)
-    low, high = np.nanmin(grid, axis=0), np.nanmax(grid, axis=0)
-    if len(steps) > MAX_POINTS:
-        keep = np.unique(np.linspace(0, len(steps) - 1, MAX_POINTS).round().astype(int))
-        steps, centre, low, high = steps[keep], centre[keep], low[keep], high[keep]
-    return steps, centre, low, high
-
-
-def _last_finite(hist: History, log: bool) -> tuple[float, float] | None:
-    steps, values = hist
-    ok = np.isfinite(values) & ((values > 0) if log else True)
-    if not ok.any():
-        return None
-    i = int(np.flatnonzero(ok)[-1])
-    return float(steps[i]), float(values[i])
-
-
-def _variant_lines(ax: Any, cells: Cells, group: Any, histories: dict[str, dict[str, History]], key: str,
-                   log: bool) -> bool:
-    """Per variant: the centre line and range band of its cells that did not diverge, and each
-    diverged cell on its own (thin, dashed) ending in × — so a blow-up is seen, not averaged in."""
-    drew = False
-    for variant in cells.variants:
-        sub = group[group["variant"] == variant]
-        colour = cells.colours[variant]
-        regular = sub[sub["status"] != CellStatus.DIVERGED]
-        found = [histories.get(rid, {}).get(key) for rid in regular["run_id"]]
-        series = [h for h in found if h is not None and len(h[0])]
-        if series:
-            steps, centre, low, high = _aggregate(series, log)
-            ax.plot(steps, centre, color=colour, lw=1.6, label=variant)
-            if len(series) > 1:
-                ax.fill_between(steps, low, high, color=colour, alpha=0.15, lw=0)
-            drew = True
-        for rid in sub.loc[sub["status"] == CellStatus.DIVERGED, "run_id"]:
-            hist = histories.get(rid, {}).get(key)
-            if hist is None or not len(hist[0]):
-                continue
-            steps, centre, _, _ = _aggregate([hist], log)
-            ax.plot(steps, centre, color=colour, lw=1.0, ls="--", alpha=0.85)
-            last = _last_finite(hist, log)
-            if last:
-                ax.plot(*last, marker="x", ms=7, mew=2, color=colour, ls="none")
-            drew = True
-    if log and drew:
-        ax.set_yscale("log")
-        _readable_log_ticks(ax)
-    return drew
-
-
 def _readable_log_ticks(ax: Any) -> None:
     """Within less than a decade a log axis labels its minor ticks as 1.7×10⁰; print them plainly."""
     lo, hi = ax.get_ylim()
@@ -180,171 +95,95 @@ def _readable_log_ticks(ax: Any) -> None:
         ax.yaxis.set_minor_formatter(plain)
 
 
-def _legend(fig: Figure, cells: Cells, group_has: dict[str, bool], extra: list[Any] | None = None) -> None:
-    handles: list[Any] = [Line2D([], [], color=cells.colours[v], lw=2, label=v) for v in cells.variants]
-    if group_has.get("band"):
+def _draw_panel(ax: Any, panel: Panel, cells: Cells) -> None:
+    for line in panel.lines:
+        colour = cells.colours[line.variant]
+        if line.diverged is None:
+            ax.plot(line.x, line.y, color=colour, lw=1.6, label=line.variant)
+            if line.low is not None and line.high is not None:
+                ax.fill_between(line.x, line.low, line.high, color=colour, alpha=0.15, lw=0)
+        else:
+            ax.plot(line.x, line.y, color=colour, lw=1.0, ls="--", alpha=0.85)
+            if line.last:
+                ax.plot(*line.last, marker="x", ms=7, mew=2, color=colour, ls="none")
+    for pts in panel.points:
+        colour = cells.colours[pts.variant]
+        if pts.diverged is None and pts.low is not None and pts.high is not None:
+            ax.errorbar(pts.x, pts.y, yerr=[(pts.y - pts.low).clip(0), (pts.high - pts.y).clip(0)], color=colour,
+                        marker="o", ms=4, lw=1.5, capsize=2, label=pts.variant)
+        else:
+            ax.plot(pts.x, pts.y, color=colour, marker="x", ms=6, mew=1.8, ls=":", lw=1)
+    for bar in panel.bars:
+        ax.bar(bar.x, bar.mean, bar.width * 0.92, yerr=bar.err, capsize=2, color=cells.colours[bar.variant],
+               alpha=1.0 if bar.first else 0.55, hatch=None if bar.first else "//", edgecolor="white")
+        ax.annotate(f"{bar.mean:.2f}", (bar.x, max(bar.mean, 0) + bar.err), ha="center", va="bottom", fontsize=7,
+                    xytext=(0, 2), textcoords="offset points")
+    if panel.bars:
+        ax.axhline(0, color="0.3", lw=0.8)
+    if panel.reference is not None:
+        ax.axhline(panel.reference[0], color="0.35", ls="--", lw=1.2)
+    if panel.log_y and (panel.lines or panel.points):
+        ax.set_yscale("log")
+        _readable_log_ticks(ax)
+    if panel.categories:
+        rotation, align = (20, "right") if panel.bars else (45, "right")
+        ax.set_xticks(range(len(panel.categories)), panel.categories, rotation=rotation, ha=align)
+    if panel.empty:
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="0.5")
+    if panel.title:
+        ax.set_title(panel.title)
+
+
+def _legend(fig: Figure, model: FigureModel, cells: Cells) -> None:
+    if model.kind == "lowprec":
+        handles: list[Any] = [Patch(facecolor="0.45", label=f"{model.precisions[0]} inference")]
+        handles += [Patch(facecolor="0.45", alpha=0.55, hatch="//", edgecolor="white", label=f"{p} inference")
+                    for p in model.precisions[1:]]
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False)
+        return
+    handles = [Line2D([], [], color=cells.colours[v], lw=2, label=v) for v in cells.variants]
+    if model.band:
         handles.append(Patch(color="0.6", alpha=0.3, label="range over seeds"))
-    if group_has.get("diverged"):
+    if model.diverged:
         handles.append(Line2D([], [], color="0.3", marker="x", mew=2, ls="--", lw=1, label="diverged cell (× last value)"))
-    handles.extend(extra or [])
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(handles), 8),
-               frameon=False)
-    rows = math.ceil(len(handles) / 8)
+    if model.kind == "depth":
+        handles.append(Line2D([], [], color="0.4", marker="o", ms=4, label="centre, bars: range over seeds"))
+    reference = next((p.reference for p in model.panels if p.reference is not None), None)
+    if reference is not None:
+        handles.append(Line2D([], [], color="0.35", ls="--", lw=1.2, label=reference[1]))
+    # as many entries per row as fit the figure (~1.7 in each), so a one-panel figure's legend is not clipped
+    ncol = max(1, min(len(handles), 8, int(fig.get_figwidth() / 1.7)))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=ncol, frameon=False)
+    rows = math.ceil(len(handles) / ncol)
     if rows > 1:  # many variants: a taller legend, so lower the panels below it
         fig.subplots_adjust(top=fig.subplotpars.top - (rows - 1) * 0.22 / fig.get_figheight())
 
 
-def _legend_flags(cells: Cells) -> dict[str, bool]:
-    frame = cells.frame
-    ok = frame[frame["status"] != CellStatus.DIVERGED] if len(frame) else frame
-    band = bool(len(ok)) and bool((ok.groupby(["variant", "column"]).size() > 1).any())
-    return {"band": band, "diverged": bool((frame["status"] == CellStatus.DIVERGED).any()) if len(frame) else False}
-
-
-def trace_figure(cells: Cells, histories: dict[str, dict[str, History]], plot: PlotSpec,
-                 facets: list[str]) -> tuple[str | None, list[str]]:
-    """A probe statistic vs training step: one panel per picked site (columns) and facet (rows)."""
-    available = sites_of(list(cells.runs.values()), plot.stat)
-    picked = pick_sites(available, plot.sites)
-    if not picked:
-        return None, [f"no probe traces feat/<site>/{plot.stat} were logged"]
-    log = plot.log_y
-    panels = [(f, lbl, site) for f in facets for lbl, site in picked]
+def to_svg_figure(model: FigureModel, cells: Cells) -> str | None:
+    """The figure drawn with matplotlib as an inline ``<svg>`` (None when it has no panels)."""
+    if not model.panels:
+        return None
+    w, h = model.size
+    kw: dict[str, Any] = {
+        "trace": {"wgap": 0.75, "hgap": 1.0 if model.facets > 1 else 0.8, "sharex": True},
+        "depth": {"bottom": 1.1, "hgap": 1.5},
+        "metric": {"hgap": 1.0},
+        "lowprec": {"bottom": 1.0, "hgap": 1.4},
+    }[model.kind]
     with _style():
-        fig, axes = _grid(len(panels), len(picked), 3.1, 2.5, wgap=0.75, hgap=1.0 if len(facets) > 1 else 0.8,
-                          sharex=True)
-        groups = dict(_facet_cells(cells, facets))
-        for ax, (facet, label, site) in zip(axes.flat, panels):
-            drew = _variant_lines(ax, cells, groups[facet], histories, f"feat/{site}/{plot.stat}", log)
-            ax.set_title(label + (f"\n{facet}" if len(facets) > 1 else ""))
-            if not drew:
-                ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="0.5")
-        for ax in axes.flat[len(panels):]:
+        fig, axes = _grid(len(model.panels), model.columns, w, h, **kw)
+        for ax, panel in zip(axes.flat, model.panels):
+            _draw_panel(ax, panel, cells)
+        for ax in axes.flat[len(model.panels):]:
             ax.set_visible(False)
-        for ax in axes[:, 0]:
-            ax.set_ylabel(STAT_LABELS[plot.stat] + (" (log)" if log else ""))
-        for ax in axes[-1, :]:
-            ax.set_xlabel("training step")
-        _legend(fig, cells, _legend_flags(cells))
-        return to_svg(fig), []
-
-
-def depth_figure(cells: Cells, plot: PlotSpec, facets: list[str]) -> tuple[str | None, list[str]]:
-    """The last probed value of a statistic at every site, shallow → deep (one panel per facet)."""
-    sites = sites_of(list(cells.runs.values()), plot.stat)
-    if not sites:
-        return None, [f"no probe traces feat/<site>/{plot.stat} were logged"]
-    log = plot.log_y
-    key = [f"feat/{s}/{plot.stat}" for s in sites]
-    x = np.arange(len(sites))
-    with _style():
-        fig, axes = _grid(len(facets), 2, max(4.6, 0.45 * len(sites) + 1.0), 3.0, bottom=1.1, hgap=1.5)
-        for ax, (facet, group) in zip(axes.flat, _facet_cells(cells, facets)):
-            offsets = np.linspace(-0.15, 0.15, max(len(cells.variants), 1))
-            for off, variant in zip(offsets, cells.variants):
-                sub = group[group["variant"] == variant]
-                colour = cells.colours[variant]
-                fin = sub[sub["status"] != CellStatus.DIVERGED]
-                values = np.array([[cells.runs[r]["metrics"].get(k, np.nan) for k in key] for r in fin["run_id"]],
-                                  dtype=float).reshape(len(fin), len(key))
-                values[~np.isfinite(values)] = np.nan
-                if log:
-                    values[values <= 0] = np.nan
-                if len(fin) and np.isfinite(values).any():
-                    centre = (np.exp(np.nanmean(np.log(values), axis=0)) if log else np.nanmean(values, axis=0))
-                    lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-                    ax.errorbar(x + off, centre, yerr=[np.maximum(centre - lo, 0), np.maximum(hi - centre, 0)], color=colour, marker="o", ms=4,
-                                lw=1.5, capsize=2, label=variant)
-                for rid in sub.loc[sub["status"] == CellStatus.DIVERGED, "run_id"]:
-                    dv = np.array([cells.runs[rid]["metrics"].get(k, np.nan) for k in key], dtype=float)
-                    dv[~np.isfinite(dv)] = np.nan
-                    ax.plot(x + off, dv, color=colour, marker="x", ms=6, mew=1.8, ls=":", lw=1)
-            if log:
-                ax.set_yscale("log")
-                _readable_log_ticks(ax)
-            ax.set_xticks(x, sites, rotation=45, ha="right")
-            ax.set_xlabel("probe site (shallow → deep)")
-            ax.set_ylabel(STAT_LABELS[plot.stat] + " at the last probe" + (" (log)" if log else ""))
-            if len(facets) > 1:
-                ax.set_title(facet)
-        for ax in axes.flat[len(facets):]:
-            ax.set_visible(False)
-        flags = _legend_flags(cells)
-        _legend(fig, cells, {"diverged": flags["diverged"]},
-                [Line2D([], [], color="0.4", marker="o", ms=4, label="centre, bars: range over seeds")])
-        return to_svg(fig), []
-
-
-def metric_figure(cells: Cells, histories: dict[str, dict[str, History]], plot: PlotSpec,
-                  facets: list[str]) -> tuple[str | None, list[str]]:
-    """A per-step metric (validation PSNR…) vs step, one panel per facet, reference line dashed."""
-    if not any(plot.key in h for h in histories.values()):
-        return None, [f"no cell logged {plot.key!r} per step"]
-    notes: list[str] = []
-    extra: list[Any] = []
-    with _style():
-        fig, axes = _grid(len(facets), 3, 4.6, 2.8, hgap=1.0)
-        for ax, (facet, group) in zip(axes.flat, _facet_cells(cells, facets)):
-            drew = _variant_lines(ax, cells, group, histories, plot.key, plot.log_y)
-            if plot.reference and plot.reference in group.columns:
-                ref = group[plot.reference].astype(float)
-                ref = ref[np.isfinite(ref)]
-                if len(ref):
-                    ax.axhline(float(ref.mean()), color="0.35", ls="--", lw=1.2)
-                    if not extra:
-                        extra.append(Line2D([], [], color="0.35", ls="--", lw=1.2,
-                                            label=f"{plot.reference} (mean)"))
-            if not drew:
-                ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="0.5")
-            ax.set_xlabel("training step")
-            ax.set_ylabel(metric_label(plot.key))
-            if len(facets) > 1:
-                ax.set_title(facet)
-        for ax in axes.flat[len(facets):]:
-            ax.set_visible(False)
-        if plot.reference and not extra:
-            notes.append(f"no cell logged the reference {plot.reference!r}")
-        _legend(fig, cells, _legend_flags(cells), extra)
-        return to_svg(fig), notes
-
-
-def lowprec_figure(cells: Cells, plot: PlotSpec, facets: list[str]) -> tuple[str | None, list[str]]:
-    """fp32 PSNR minus fp16/bf16 PSNR of the final model, per variant (mean, bars: std over seeds)."""
-    frame = cells.frame
-    keys = [f"final/psnr_{p}" for p in plot.precisions]
-    present = [p for p, k in zip(plot.precisions, keys) if k in frame.columns]
-    if "final/psnr" not in frame.columns or not present:
-        return None, ["no low-precision evaluation (final/psnr_fp16, final/psnr_bf16) was logged"]
-    ok = frame[frame["status"] == CellStatus.FINISHED]
-    width = 0.8 / len(present)
-    with _style():
-        fig, axes = _grid(len(facets), 3, max(3.5, 0.75 * len(cells.variants) + 0.8), 2.8, bottom=1.0, hgap=1.4)
-        for ax, facet in zip(axes.flat, facets):
-            group = ok[ok["column"] == facet]
-            for j, prec in enumerate(present):
-                for i, variant in enumerate(cells.variants):
-                    sub = group[group["variant"] == variant]
-                    drop = (sub["final/psnr"] - sub[f"final/psnr_{prec}"]).astype(float)
-                    drop = drop[np.isfinite(drop)]
-                    if not len(drop):
-                        continue
-                    mean = float(drop.mean())
-                    err = float(drop.std(ddof=1)) if len(drop) > 1 else 0.0
-                    xpos = i + (j - (len(present) - 1) / 2) * width
-                    ax.bar(xpos, mean, width * 0.92, yerr=err, capsize=2, color=cells.colours[variant],
-                           alpha=1.0 if j == 0 else 0.55, hatch=None if j == 0 else "//", edgecolor="white")
-                    ax.annotate(f"{mean:.2f}", (xpos, max(mean, 0) + err), ha="center", va="bottom", fontsize=7,
-                                xytext=(0, 2), textcoords="offset points")
-            ax.axhline(0, color="0.3", lw=0.8)
-            ax.set_xticks(range(len(cells.variants)), cells.variants, rotation=20, ha="right")
-            ax.set_ylabel("PSNR drop vs fp32 (dB)")
-            ax.set_xlabel("norm variant")
-            if len(facets) > 1:
-                ax.set_title(facet)
-        for ax in axes.flat[len(facets):]:
-            ax.set_visible(False)
-        handles = [Patch(facecolor="0.45", label=f"{present[0]} inference")]
-        handles += [Patch(facecolor="0.45", alpha=0.55, hatch="//", edgecolor="white", label=f"{p} inference")
-                    for p in present[1:]]
-        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False)
-        return to_svg(fig), []
+        if model.kind == "trace":  # shared axes: labels on the outer panels only
+            for ax in axes[:, 0]:
+                ax.set_ylabel(model.panels[0].ylabel)
+            for ax in axes[-1, :]:
+                ax.set_xlabel(model.panels[0].xlabel)
+        else:
+            for ax, panel in zip(axes.flat, model.panels):
+                ax.set_xlabel(panel.xlabel)
+                ax.set_ylabel(panel.ylabel)
+        _legend(fig, model, cells)
+        return to_svg(fig)

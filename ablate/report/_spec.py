@@ -48,7 +48,7 @@ class TableSpec:
     unit: str = "dB"
     goal: str = "max"  # max | min: which value is best (marked per column)
     aggregate: str = "mean"  # mean | median over seeds (± is always the sample std)
-    baseline: str | None = None  # variant for paired differences; None: token_ln if present, else the first
+    baseline: str | None = None  # variant for paired differences; None: the experiment's first variant
     statuses: tuple[str, ...] = (CellStatus.FINISHED.value,)  # cells whose metric enters the table
     precision: int = 2
 

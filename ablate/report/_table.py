@@ -6,24 +6,38 @@
 
 Paired differences: a variant's cell and the baseline's cell with the same ``ablate.pairing`` tag
 (equal in everything but the norm variant: same seed, init and batches) in the same column form a
-pair; we report the mean of (variant − baseline), its 95% t-interval and a paired t-test p-value
-when there are at least two pairs. ``±`` is the sample standard deviation (ddof = 1) over seeds.
+pair; we report the mean of (variant − baseline), its 95% percentile bootstrap interval (the seed
+pairs resampled whole) and a two-sided paired t-test p-value when there are at least two pairs, the
+p-values Holm-adjusted over the variants compared with the baseline in each column. ``±`` is the
+sample standard deviation (ddof = 1) over seeds; ``n`` is printed beside every number. A column
+marks its best row only when every row in it has at least two seeds: one value per variant says
+nothing about which is better, and a table of single seeds says so.
+
+Plain Python and numpy, so ``ablate report`` answers in a fraction of a second: the statistics come
+from :mod:`ablate.report._stats` (checked against scipy in the tests).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-from ._data import Cells
-from ._spec import STATUS_ORDER, TableSpec
+from ablate.track import default_state_dir, resolve_tracking_uri
+
+from ._anova import Anova, factor_anova
+from ._data import CellRow, Cells, experiment_order, load_cells
+from ._spec import STATUS_ORDER, DashboardSpec, TableSpec, load_dashboard_spec
+from ._stats import bootstrap_ci, holm, paired_t_p
+
+SINGLE_SEED = ("one seed per variant: this table cannot rank the variants (a single seed's PSNR moves by "
+               "up to several dB across machines at this scale); run three or more seeds: grid: {seed: [0, 1, 2]}")
 
 
 @dataclass
@@ -54,9 +68,12 @@ class Entry:
 
 @dataclass
 class Paired:
-    """Paired difference of one variant against the baseline in one column."""
+    """Paired difference of one variant against the baseline in one column: the differences, one per
+    shared pairing key (seed), their 95% bootstrap interval, the paired t-test's p-value and (set by
+    :func:`build_table`) that p-value Holm-adjusted over every comparison in the table."""
 
     diffs: list[float]
+    p_holm: float = math.nan
 
     @property
     def n(self) -> int:
@@ -68,18 +85,13 @@ class Paired:
 
     @property
     def ci(self) -> tuple[float, float]:
-        """95% t-interval of the mean difference (NaN with fewer than two pairs)."""
-        if self.n < 2:
-            return (math.nan, math.nan)
-        half = float(stats.t.ppf(0.975, self.n - 1)) * float(np.std(self.diffs, ddof=1)) / math.sqrt(self.n)
-        return (self.mean - half, self.mean + half)
+        """95% percentile bootstrap interval of the mean difference over the pairs (NaN below two)."""
+        return bootstrap_ci(self.diffs)
 
     @property
     def p(self) -> float:
         """Two-sided paired t-test p-value (NaN with fewer than two pairs or zero spread)."""
-        if self.n < 2 or float(np.std(self.diffs, ddof=1)) == 0.0:
-            return math.nan
-        return float(stats.ttest_1samp(self.diffs, 0.0).pvalue)  # == ttest_rel(variant, baseline)
+        return paired_t_p(self.diffs)
 
 
 def fmt(value: float, precision: int = 2) -> str:
@@ -93,6 +105,11 @@ def fmt(value: float, precision: int = 2) -> str:
     if value != 0 and abs(value) < 0.5 * 10 ** (-precision):  # would print as 0.00: one significant digit
         return f"{value:.1g}"
     return f"{value:.{precision}f}"
+
+
+def pvalue(p: float) -> str:
+    """A p-value in three significant digits ("—" when there is no test)."""
+    return "—" if math.isnan(p) else f"{p:.3g}"
 
 
 def fmt_signed(value: float, precision: int = 2) -> str:
@@ -111,10 +128,15 @@ class AblationTable:
     counts: dict[str, dict[str, int]]  # row -> status -> cells
     notes: list[str] = field(default_factory=list)
     experiment: str = ""
+    anova: Anova | None = None  # factor importance over the grid's axes (ablation_table sets it)
 
     @property
     def has_test(self) -> bool:
         return any(p.n >= 2 for p in self.paired.values())
+
+    @property
+    def has_best(self) -> bool:
+        return any(e.best for e in self.entries.values())
 
     def center(self, e: Entry) -> float:
         return e.median if self.spec.aggregate == "median" else e.mean
@@ -156,7 +178,8 @@ class AblationTable:
                     "value": self.center(e), "std": e.std, "n": e.n, "best": e.best,
                     "excluded": self.excluded_text(row, col),
                     "baseline": self.baseline or "", "delta": pr.mean if pr else math.nan,
-                    "ci_low": lo, "ci_high": hi, "p": pr.p if pr else math.nan, "pairs": pr.n if pr else 0,
+                    "ci_low": lo, "ci_high": hi, "p": pr.p if pr else math.nan,
+                    "p_holm": pr.p_holm if pr else math.nan, "pairs": pr.n if pr else 0,
                 })
         return out
 
@@ -166,12 +189,14 @@ class AblationTable:
     def _title(self) -> str:
         unit = f" ({self.spec.unit})" if self.spec.unit else ""
         agg = "mean" if self.spec.aggregate == "mean" else "median"
-        return f"{self.spec.metric}{unit}, {agg} ± std over seeds, best per column in bold"
+        return f"{self.spec.metric}{unit}, {agg} ± std over seeds" + (", best per column in bold" if self.has_best else "")
 
     def to_markdown(self) -> str:
         head = [self.spec.rows, *self.columns]
-        lines = [f"**{self.experiment}** — {self._title()}", "",
-                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = [f"**{self.experiment}** — {self._title()}", ""]
+        if SINGLE_SEED in self.notes:
+            lines += [f"> **{SINGLE_SEED}**", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in self.rows:
             cells = []
             for col in self.columns:
@@ -184,14 +209,16 @@ class AblationTable:
                 cells.append(text)
             lines.append("| " + " | ".join([row, *cells]) + " |")
         lines.extend(self._paired_markdown())
-        lines.extend(f"\n_{n}_" for n in self.notes)
+        if self.anova is not None and self.anova.terms:
+            lines += ["", self.anova.to_markdown().rstrip("\n")]
+        lines.extend(f"\n_{n}_" for n in self.notes if n != SINGLE_SEED)
         return "\n".join(lines) + "\n"
 
     def _paired_markdown(self) -> list[str]:
         prow = self.paired_rows()
         if not prow:
             return []
-        out = ["", f"Paired difference vs **{self.baseline}** (variant − baseline, 95% CI, paired t-test):", "",
+        out = ["", f"Paired difference vs **{self.baseline}** ({self.paired_caption()}):", "",
                "| " + " | ".join([self.spec.rows, *self.columns]) + " |", "|" + "---|" * (1 + len(self.columns))]
         for row in prow:
             out.append("| " + " | ".join([row, *(self.paired_text(row, c) for c in self.columns)]) + " |")
@@ -205,10 +232,25 @@ class AblationTable:
         text = fmt_signed(pr.mean, p)
         if pr.n >= 2:
             lo, hi = pr.ci
-            pv = pr.p
-            text += f" [{fmt(lo, p)}, {fmt(hi, p)}]"
-            text += f", p={pv:.3g}" if not math.isnan(pv) else ", p=—"
+            text += f" [{fmt(lo, p)}, {fmt(hi, p)}], p={pvalue(pr.p)}"
+            if self.family > 1:
+                text += f", Holm p={pvalue(pr.p_holm)}"
         return text + f" (n={pr.n})"
+
+    @property
+    def family(self) -> int:
+        """The most comparisons with a p-value in one column: Holm's correction adjusts over each
+        column's (the variants compared with the baseline under one setting)."""
+        per: dict[str, int] = {}
+        for (_, col), pr in self.paired.items():
+            per[col] = per.get(col, 0) + (not math.isnan(pr.p))
+        return max(per.values(), default=0)
+
+    def paired_caption(self) -> str:
+        text = "variant − baseline over seed pairs: mean [95% bootstrap CI], paired t-test p"
+        if self.family > 1:
+            text += ", Holm-adjusted over the variants compared in each column"
+        return text
 
     def to_latex(self) -> str:
         def esc(s: str) -> str:
@@ -231,7 +273,7 @@ class AblationTable:
         lines += [r"\bottomrule", r"\end{tabular}"]
         prow = self.paired_rows()
         if prow:
-            lines += ["", r"% paired difference vs " + esc(self.baseline or "") + ": mean [95% CI], paired t-test",
+            lines += ["", r"% paired difference vs " + esc(self.baseline or "") + ": " + esc(self.paired_caption()),
                       r"\begin{tabular}{" + cols + "}", r"\toprule",
                       " & ".join([esc(self.spec.rows), *map(esc, self.columns)]) + r" \\", r"\midrule"]
             for row in prow:
@@ -245,28 +287,31 @@ class AblationTable:
 
 def build_table(cells: Cells, spec: TableSpec) -> AblationTable:
     """Aggregate the cells of :class:`Cells` into the ablation table described by ``spec``."""
-    frame = cells.frame
     notes: list[str] = []
-    if spec.rows in ("norm", "variant"):
-        rows = list(cells.variants)
-    else:
-        rows = sorted(frame["row"].unique()) if not frame.empty else []
+    by_variant = spec.rows in ("norm", "variant")
+    rows = list(cells.variants) if by_variant else experiment_order(cells.rows, cells.cell_order, lambda r: r.row)
     columns = list(cells.columns)
-    baseline = cells.variants[0] if cells.variants and spec.rows in ("norm", "variant") else None
-    if spec.baseline and baseline != spec.baseline and spec.rows in ("norm", "variant"):
+    baseline = cells.baseline if by_variant else None
+    if spec.baseline and baseline != spec.baseline and by_variant:
         notes.append(f"baseline {spec.baseline!r} has no cells here: no paired differences")
         baseline = None
     entries: dict[tuple[str, str], Entry] = {}
     counts: dict[str, dict[str, int]] = {r: {} for r in rows}
-    if frame.empty:
+    if cells.empty:
         return AblationTable(spec, rows, columns, entries, baseline, {}, counts, notes)
-    has_metric = spec.metric in frame.columns
+    has_metric = any(spec.metric in r.metrics for r in cells.rows)
     if not has_metric:
         notes.append(f"no cell logged the metric {spec.metric!r}")
-    for (row, col), group in frame.groupby(["row", "column"], sort=False):
+    for (row, col), group in _groups(cells.rows, lambda r: (r.row, r.column)).items():
         entries[(row, col)] = _entry(group, spec, has_metric, counts[row])
-    _mark_best(entries, rows, columns, spec)
-    paired = _paired(frame, spec, baseline) if baseline is not None and has_metric else {}
+    if not _mark_best(entries, rows, columns, spec):
+        notes.insert(0, SINGLE_SEED if max((e.n for e in entries.values()), default=0) <= 1 else
+                     "no best marked in a column where a variant has a single seed: n = 1 cannot rank")
+    paired = _paired(cells.rows, spec, baseline) if baseline is not None and has_metric else {}
+    for col in columns:  # the family: the variants compared with the baseline in one column
+        family = [pr for (_, c), pr in paired.items() if c == col]
+        for pr, adjusted in zip(family, holm([pr.p for pr in family])):
+            pr.p_holm = adjusted
     if paired and not any(p.n >= 2 for p in paired.values()):
         notes.append("a paired test needs at least two seeds per variant: only differences are shown")
     varying = _confounds(cells, spec)
@@ -276,52 +321,67 @@ def build_table(cells: Cells, spec: TableSpec) -> AblationTable:
     return AblationTable(spec, rows, columns, entries, baseline, paired, counts, notes)
 
 
-def _entry(group: pd.DataFrame, spec: TableSpec, has_metric: bool, counts: dict[str, int]) -> Entry:
+def _groups(rows: list[CellRow], key: Any) -> dict[Any, list[CellRow]]:
+    """Rows grouped by ``key(row)``, groups and rows in the order they come."""
+    out: dict[Any, list[CellRow]] = {}
+    for r in rows:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+def _entry(group: list[CellRow], spec: TableSpec, has_metric: bool, counts: dict[str, int]) -> Entry:
     """One table cell: the metric of the group's cells whose status the table takes; ``counts`` (the
     row's cells per status) is updated."""
     e = Entry([])
-    for _, cell in group.iterrows():
-        status = cell["status"]
-        counts[status] = counts.get(status, 0) + 1
-        if status not in spec.statuses:
-            e.excluded[status] = e.excluded.get(status, 0) + 1
+    for cell in group:
+        counts[cell.status] = counts.get(cell.status, 0) + 1
+        if cell.status not in spec.statuses:
+            e.excluded[cell.status] = e.excluded.get(cell.status, 0) + 1
             continue
-        value = cell[spec.metric] if has_metric else math.nan
-        if value is None or not np.isfinite(value):
+        value = cell.metric(spec.metric) if has_metric else math.nan
+        if not math.isfinite(value):
             e.missing += 1
             continue
         e.values.append(float(value))
     return e
 
 
-def _mark_best(entries: dict[tuple[str, str], Entry], rows: list[str], columns: list[str], spec: TableSpec) -> None:
-    """Per column, flag the best aggregated value among rows with at least one value (two rows or more)."""
+def _mark_best(entries: dict[tuple[str, str], Entry], rows: list[str], columns: list[str],
+               spec: TableSpec) -> bool:
+    """Per column, flag the best aggregated value among rows with values (two rows or more), when
+    every one of them has at least two: a single seed per variant ranks noise. False when some
+    column with two rows or more went unmarked for that reason."""
+    ranked = True
     for col in columns:
         scored = [entries[(r, col)] for r in rows if (r, col) in entries and entries[(r, col)].n]
-        if len(scored) >= 2:
-            pick = max if spec.goal == "max" else min
-            best_value = pick(_center(e, spec) for e in scored)
-            for e in scored:
-                e.best = _center(e, spec) == best_value
+        if len(scored) < 2:
+            continue
+        if any(e.n < 2 for e in scored):
+            ranked = False
+            continue
+        pick = max if spec.goal == "max" else min
+        best_value = pick(_center(e, spec) for e in scored)
+        for e in scored:
+            e.best = _center(e, spec) == best_value
+    return ranked
 
 
 def _center(e: Entry, spec: TableSpec) -> float:
     return e.median if spec.aggregate == "median" else e.mean
 
 
-def _paired(frame: pd.DataFrame, spec: TableSpec, baseline: str) -> dict[tuple[str, str], Paired]:
-    ok = frame[frame["status"].isin(spec.statuses) & np.isfinite(frame[spec.metric].astype(float))]
-    # without the pairing tag (runs logged by something else), the seed is the next best key
-    key = np.where(ok["pairing"] != "", ok["pairing"], "seed=" + ok["seed"].astype(str))
-    ok = ok.assign(_key=key)
-    base = {(c, k): v for c, k, v in zip(ok.loc[ok["variant"] == baseline, "column"],
-                                         ok.loc[ok["variant"] == baseline, "_key"],
-                                         ok.loc[ok["variant"] == baseline, spec.metric])}
+def _paired(cells: list[CellRow], spec: TableSpec, baseline: str) -> dict[tuple[str, str], Paired]:
+    ok = [c for c in cells if c.status in spec.statuses and math.isfinite(c.metric(spec.metric))]
+
+    def key(c: CellRow) -> str:  # without the pairing tag (runs logged by something else), the seed
+        return c.pairing or f"seed={c.seed}"
+
+    base = {(c.column, key(c)): c.metric(spec.metric) for c in ok if c.variant == baseline}
     out: dict[tuple[str, str], Paired] = {}
-    for (variant, col), group in ok[ok["variant"] != baseline].groupby(["variant", "column"], sort=False):
-        diffs = [float(v) - float(base[(col, k)]) for k, v in zip(group["_key"], group[spec.metric])
-                 if (col, k) in base]
-        out[(variant, col)] = Paired(diffs)
+    for (variant, col), group in _groups([c for c in ok if c.variant != baseline],
+                                         lambda c: (c.variant, c.column)).items():
+        out[(variant, col)] = Paired([c.metric(spec.metric) - base[(col, key(c))] for c in group
+                                      if (col, key(c)) in base])
     return out
 
 
@@ -330,16 +390,13 @@ _IGNORED = {"seed", "norm", "rescale"}
 
 def _confounds(cells: Cells, spec: TableSpec) -> list[str]:
     """Params that vary within one table entry (besides seed and the row/column fields)."""
-    if cells.frame.empty:
-        return []
     used = {spec.rows, *spec.columns, *(f"params.{c}" for c in spec.columns)}
-    by_entry: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for _, cell in cells.frame.iterrows():
-        by_entry.setdefault((cell["row"], cell["column"]), []).append(cells.runs[cell["run_id"]]["params"])
+    by_entry = _groups(cells.rows, lambda r: (r.row, r.column))
     varying: set[str] = set()
-    for params_list in by_entry.values():
-        if len(params_list) < 2:
+    for group in by_entry.values():
+        if len(group) < 2:
             continue
+        params_list = [cells.runs[c.run_id]["params"] for c in group]
         keys = set().union(*params_list)
         for k in keys:
             top = k.split(".", 1)[0]
@@ -348,6 +405,33 @@ def _confounds(cells: Cells, spec: TableSpec) -> list[str]:
             if len({p.get(k) for p in params_list}) > 1:
                 varying.add(k)
     return sorted(varying)
+
+
+def ablation_table(experiment: str | list[str], tracking_uri: str | None = None,
+                   spec: str | Path | DashboardSpec | None = None, *, state_dir: str | Path | None = None,
+                   metric: str | None = None, baseline: str | None = None) -> AblationTable:
+    """The ablation table alone (for ``ablate report``): ``.to_markdown()``, ``.to_csv()``, ``.to_latex()``.
+
+    Reads what the table needs and no plotting library (matplotlib, plotly, jinja2) is imported.
+    """
+    dspec = load_dashboard_spec(spec)
+    table_spec = dspec.table
+    if metric:
+        table_spec = dataclasses.replace(table_spec, metric=metric,
+                                         unit=table_spec.unit if metric == dspec.table.metric else "")
+    if baseline:
+        table_spec = dataclasses.replace(table_spec, baseline=baseline)
+    dspec = dataclasses.replace(dspec, table=table_spec)
+    names = [experiment] if isinstance(experiment, str) else list(experiment)
+    sdir = Path(state_dir) if state_dir is not None else default_state_dir()
+    uri = tracking_uri or resolve_tracking_uri(None, None, sdir)
+    cells = load_cells(names, uri, dspec)
+    table = build_table(cells, table_spec)
+    table.experiment = ", ".join(names)
+    table.anova = factor_anova(cells, table_spec) if not cells.empty else None
+    if cells.empty:
+        table.notes.insert(0, f"experiment {table.experiment!r} has no cell runs yet")
+    return table
 
 
 def records_csv(recs: list[dict[str, Any]]) -> str:

@@ -24,7 +24,7 @@ from ._artifacts import artifact_text, download_artifact
 from ._client import cache_dir, seed_sqlite_store
 from ._identity import cell_run_identity, cell_run_name
 from ._lease import Heartbeat, Lease, heartbeat_interval, lease_tags
-from ._store import RunStore, latest_per_cell
+from ._store import RunStore, latest_per_cell, spaced
 from ._tracker import Tracker, git_commit, safe_key
 from ._ui import experiment_page
 from ._uri import (
@@ -58,5 +58,6 @@ __all__ = [
     "resolve_tracking_uri",
     "safe_key",
     "seed_sqlite_store",
+    "spaced",
     "sqlite_path",
 ]

@@ -2,7 +2,8 @@
 
 Experiments: ``ablation`` (token_ln, i_ln, batch_norm × seeds 0, 1 — plus a diverged token_ln and a
 failed batch_norm cell on seed 2), ``single-seed`` (one seed), ``all-diverged`` (every cell
-diverged), ``empty`` (a sweep that never started a cell). Traces: 20 steps, sites g0.b0…g1.b3 + final.
+diverged), ``ordered`` (i_ln, batch_norm, token_ln: the baseline last in the experiment's order),
+``empty`` (a sweep that never started a cell). Traces: 20 steps, sites g0.b0…g1.b3 + final.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         "all-diverged": log_synthetic(tracker, "all-diverged", synthetic_cells(
             ("token_ln", "rms_norm"), (0, 1), steps=20,
             outcomes={(v, s): "diverged" for v in ("token_ln", "rms_norm") for s in (0, 1)})),
+        "ordered": log_synthetic(tracker, "ordered", synthetic_cells(("i_ln", "batch_norm", "token_ln"), (0,),
+                                                                     steps=20)),
     }
     parent = tracker.start_sweep("empty", "h", "name: empty\n", [])
     tracker.end_sweep(parent, "killed")
@@ -45,7 +48,18 @@ def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 
 @pytest.fixture(scope="session")
 def ablation_page(store: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The static page (matplotlib SVG plots, no script): the fallback without plotly."""
     from ablate.report import build_dashboard
 
     out = tmp_path_factory.mktemp("pages") / "ablation.html"
-    return build_dashboard(None, "ablation", store["uri"], out)
+    return build_dashboard(None, "ablation", store["uri"], out, interactive=False)
+
+
+@pytest.fixture(scope="session")
+def interactive_page(store: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interactive page (plotly.js inline); skipped where the plotly package is not installed."""
+    pytest.importorskip("plotly")
+    from ablate.report import build_dashboard
+
+    out = tmp_path_factory.mktemp("pages") / "ablation-interactive.html"
+    return build_dashboard(None, "ablation", store["uri"], out, interactive=True)

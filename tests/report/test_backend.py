@@ -23,7 +23,7 @@ from ablate.report._cellplot import divergence_plot
 
 trace = [(s, {"feat/g0.b0/msq": 1.0 + s, "feat/g0.b0/entropy": 3.0, "feat/final/msq": 1.0}) for s in range(4)]
 divergence_plot(trace, sys.argv[3])
-build_dashboard(None, "ablation", sys.argv[1], sys.argv[2])
+build_dashboard(None, "ablation", sys.argv[1], sys.argv[2], interactive=False)  # the matplotlib SVG page
 print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
 """
 

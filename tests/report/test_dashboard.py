@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import subprocess
@@ -116,20 +115,36 @@ def test_paired_differences_match_a_paired_t_test(ablation_page: Path, runs_df: 
     assert [c[1] for c in paired[0]] == ["norm", COLUMN]
     fin = runs_df[runs_df["tags.ablate.status"] == "finished"]
     base = fin[fin["tags.ablate.norm"] == "token_ln"].set_index("tags.ablate.pairing")["metrics.final/psnr"]
+    pvalues = {}
     for variant in ("i_ln", "batch_norm"):
         var = fin[fin["tags.ablate.norm"] == variant].set_index("tags.ablate.pairing")["metrics.final/psnr"]
         keys = sorted(set(base.index) & set(var.index))
         assert len(keys) == 2  # the pairing key ignores the norm: seeds 0 and 1 pair up
         v, b = var[keys].to_numpy(), base[keys].to_numpy()
         diff = v - b
-        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff))
-        p = stats.ttest_rel(v, b).pvalue
+        # two pairs: every bootstrap resample's mean is d1, d2 or their mean, so the 95% percentile
+        # interval runs from the smaller difference to the larger
+        p = pvalues[variant] = stats.ttest_rel(v, b).pvalue
         ((attrs, text),) = _row_cells(paired, variant)
         assert text.startswith(f"{diff.mean():+.2f}") and float(attrs["data-delta"]) == pytest.approx(
             diff.mean(), rel=1e-12)
         assert attrs["data-pairs"] == "2" and "pairs = 2" in text
-        assert attrs["data-ci"] == f"[{diff.mean() - half:.2f}, {diff.mean() + half:.2f}]"
+        assert attrs["data-ci"] == f"[{diff.min():.2f}, {diff.max():.2f}]"
         assert attrs["data-p"] == f"{p:.3g}" and f"p = {p:.3g}" in text
+    low, high = sorted(pvalues.values())  # Holm over the two comparisons: 2·p₍₁₎, then max(that, p₍₂₎)
+    holm = {k: min(1.0, 2 * low) if p == low else max(min(1.0, 2 * low), high) for k, p in pvalues.items()}
+    for variant, adjusted in holm.items():
+        ((attrs, text),) = _row_cells(paired, variant)
+        assert attrs["data-p-holm"] == f"{adjusted:.3g}" and f"Holm {adjusted:.3g}" in text
+
+
+def test_factor_importance_section(ablation_page: Path) -> None:
+    html = ablation_page.read_text()
+    anova = parse(html).tables["anova"]
+    assert [c[1] for c in anova[0]] == ["factor", "levels", "df", "share of variance", "F", "p"]
+    rows = {r[0][1]: [c[1] for c in r[1:]] for r in anova[1:]}
+    assert rows["norm"][:2] == ["3", "2"]  # three variants, two degrees of freedom
+    assert "residual" in rows and "seed" not in rows
 
 
 def test_status_counts_and_problem_cells(ablation_page: Path, runs_df: Any) -> None:
@@ -215,7 +230,7 @@ def test_all_diverged_still_gives_a_useful_page(store: dict[str, Any], tmp_path:
     for variant in ("token_ln", "rms_norm"):
         ((attrs, text),) = _row_cells(page.tables["ablation"], variant)
         assert attrs["data-n"] == "0" and text.startswith("—") and "diverged 2" in text
-    assert html.count("<svg") >= 3  # the traces show where they blew up
+    assert html.count("<svg") + html.count('<div class="plot"') >= 3  # the traces show where they blew up
     assert "no low-precision evaluation" in html
     div = build_dashboard(Path(__file__).resolve().parents[2] / "dashboards" / "divergence.yaml", "all-diverged",
                           store["uri"], tmp_path / "div.html").read_text()
