@@ -40,6 +40,7 @@ bench:
 	$(BIN)/python benchmarks/bench_step.py
 	$(BIN)/python benchmarks/bench_probes.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_quickstart.py --check
 	$(BIN)/python benchmarks/bench_dashboard.py
 
 clean:

@@ -1,6 +1,6 @@
 """Orchestration cost: the quickstart sweep on Ray + MLflow vs the same cells run one after another.
 
-    .venv/bin/python benchmarks/bench_sweep.py                   # experiments/quickstart.yaml as it is (300 steps)
+    .venv/bin/python benchmarks/bench_sweep.py                   # experiments/quickstart.yaml as it is (200 steps)
     .venv/bin/python benchmarks/bench_sweep.py --steps 100       # shorter cells, same grid
     .venv/bin/python benchmarks/bench_sweep.py --quick           # smoke: 2 cells × 4 steps
     .venv/bin/python benchmarks/bench_sweep.py --no-dashboard --keep /tmp/bench-sweep
@@ -35,7 +35,7 @@ Reported:
 - **MLflow share** = ``SweepSummary.mlflow_s`` (every second the driver spent inside MLflow calls) /
   Σ cell s.
 
-``--steps N`` overrides ``train.steps`` of every cell (the quickstart has 300), ``--cells N`` keeps
+``--steps N`` overrides ``train.steps`` of every cell (the quickstart has 200), ``--cells N`` keeps
 the first N cells. ``RAY_ADDRESS`` and ``MLFLOW_TRACKING_URI`` are ignored (removed from this process's
 environment) so the benchmark always measures a fresh local cluster and a throwaway SQLite store.
 """

@@ -20,6 +20,18 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _ablate_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """ablate's user cache (the empty MLflow store every new SQLite store copies) in pytest's cache,
+    kept across sessions (this session's temp folder with ``-p no:cacheprovider``), never in ~/.cache;
+    the same folder the ``prepared_store`` fixtures pass."""
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("ablate-mlflow") if cache is not None else tmp_path_factory.getbasetemp() / "ablate-mlflow"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ABLATE_CACHE_DIR", str(folder))
+        yield
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[str]:
     """One local Ray for the whole session (``run_sweep`` reuses an initialized Ray, so every sweep

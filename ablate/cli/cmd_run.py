@@ -46,6 +46,7 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
                   cpus_per_trial: float | None, gpus_per_trial: float | None, max_concurrent: int | None,
                   storage: str | None, storage_endpoint: str | None, keep_checkpoints: int,
                   force: bool, dashboard: bool, yes: bool, max_retries: int | None) -> None:
+    from ablate.spec import expand
     from ablate.tune import SweepOptions, run_sweep
 
     spec = load(file)
@@ -61,6 +62,7 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
         counts[status] = counts.get(status, 0) + 1
     click.echo(f"\n{spec.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                + f" in {summary.wall_s:.0f} s")
+    _echo_signal(spec.name, summary.tracking_uri, [c.id for c in expand(spec)])
     click.echo(f"results: MLflow {summary.tracking_uri} (experiment {spec.name!r}); "
                f"open with `ablate ui --state-dir {state_dir}`")
     if summary.dashboard:
@@ -70,6 +72,19 @@ def sweep_command(file: str, state_dir: Path, tracking_uri: str | None, address:
         click.echo(line)
     if not summary.ok:  # a failed or killed cell: only finished and diverged cells are results
         sys.exit(1)
+
+
+def _echo_signal(experiment: str, tracking_uri: str, cells: list[str]) -> None:
+    """The traces of ``cells`` (a plan's ids, in order) first: they reproduce, one seed's PSNR does not."""
+    from ablate.report import signal_summary
+
+    try:
+        text = signal_summary(experiment, tracking_uri, cells)
+    except Exception as err:  # the results are logged; a summary that fails must not hide where they are
+        click.echo(f"warning: no trace summary: {type(err).__name__}: {err}", err=True)
+        return
+    if text:
+        click.echo(text)
 
 
 @click.command("run")

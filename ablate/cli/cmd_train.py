@@ -38,8 +38,8 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
     """Train one cell of an experiment in this process (no Ray), with a progress bar.
 
     \b
-        ablate train experiments/quickstart.yaml --cell ba74cb
-        ablate train experiments/quickstart.yaml --cell 8e6346 --steps 50 --tracking-uri sqlite:///mlflow.db
+        ablate train experiments/quickstart.yaml --cell e5926b
+        ablate train experiments/quickstart.yaml --cell 17e7c2 --steps 50 --tracking-uri sqlite:///mlflow.db
     """
     import dataclasses
 

@@ -20,9 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +29,7 @@ import numpy as np
 
 from ablate.spec import CellSpec, Component, OptimizerSpec, ProbeSpec, TrainSpec
 from ablate.status import CellStatus
-from ablate.track import RunStore, Tracker, cell_run_name, default_tracking_uri
+from ablate.track import Tracker, cell_run_name, default_tracking_uri, seed_sqlite_store
 
 Trace = tuple[np.ndarray, np.ndarray]  # (steps, values)
 
@@ -251,23 +248,12 @@ def log_synthetic(tracker: Any, name: str, cells: Sequence[SyntheticCell], *, tr
 def prepared_store(state_dir: str | Path, cache_dir: str | Path) -> str:
     """Give ``state_dir`` an empty MLflow SQLite store and return its tracking URI, fast.
 
-    MLflow builds a new database by running its schema migrations (7–20 s on a small machine); the
-    first call builds one in ``cache_dir`` (keyed by the MLflow version) and every later call —
-    across test sessions — copies that file. Tests and benchmarks use it; a sweep never needs it.
+    What every new SQLite store gets (:func:`ablate.track.seed_sqlite_store`), with the cache of the
+    empty database in ``cache_dir`` (tests keep it in pytest's cache) and an existing store replaced.
     """
-    from importlib import metadata
-
     state = Path(state_dir).resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    template = Path(cache_dir) / f"mlflow-{metadata.version('mlflow')}" / "mlflow.db"
-    # RunStore falls back to the client for a database whose tables it does not recognise
-    if template.exists() and RunStore(default_tracking_uri(template.parent)).backend == "sqlite":
-        shutil.copyfile(template, state / "mlflow.db")
-        return default_tracking_uri(state)
-    template.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="template-", dir=template.parent))
-    Tracker(None, scratch).experiment_id("Default", create=False)  # creates the tables
-    os.replace(scratch / "mlflow.db", template)  # atomic: a concurrent reader never sees half a file
-    shutil.rmtree(scratch, ignore_errors=True)
-    shutil.copyfile(template, state / "mlflow.db")
+    db = state / "mlflow.db"
+    db.unlink(missing_ok=True)
+    if not seed_sqlite_store(db, Path(cache_dir)):
+        Tracker(None, state).experiment_id("Default", create=False)  # MLflow creates the tables
     return default_tracking_uri(state)

@@ -24,6 +24,7 @@ from ablate.status import CellStatus
 from ablate.train import CHECKPOINT_FILE
 
 from ._failure import Failure, of_ray_error, oom_reason, ray_error_detail
+from ._progress import ProgressDisplay, progress_lines
 from ._trial import FAILURE, FINAL, REASON, REPLAY, STATUS, STEP, TRACEBACK, WARNING
 
 if TYPE_CHECKING:
@@ -59,10 +60,7 @@ class SweepCallback(tune.Callback):
         self.expected = len(cells)  # cells this sweep will run (a search's trials come on top)
         self.store = store  # the cells' checkpoints and samples, wherever the trials stored them
         self.stream = stream or sys.stdout
-        # a terminal gets the table redrawn in place every 2 s; a log file a new one every 30 s
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.refresh_s = refresh_s if refresh_s is not None else (2.0 if self.tty else 30.0)
-        self._drawn_lines = 0
+        self.progress = ProgressDisplay(bool(getattr(self.stream, "isatty", lambda: False)()), refresh_s)
         self.runs: dict[str, str] = {}  # cell id -> run id
         self.rows: dict[str, dict[str, Any]] = {}
         self.ended: set[str] = set()
@@ -70,7 +68,6 @@ class SweepCallback(tune.Callback):
         self.traces: dict[str, dict[int, dict[str, float]]] = {}  # cell id -> {step: feat/* values}
         self.failures: dict[str, Failure] = {}  # cell id -> why it failed
         self.max_retries = max_retries
-        self._last_print = 0.0
         self._closed: tuple[int, int] = (-1, -1)
         self.cell_seconds: dict[str, float] = {}
 
@@ -104,8 +101,7 @@ class SweepCallback(tune.Callback):
         run_id = self._ensure_run(cell_id)
         if WARNING in result:  # e.g. an unreadable checkpoint the cell restarted without
             self.tracker.set_tags(run_id, {"ablate.warning": str(result[WARNING])[:5000]})
-            self.stream.write(f"cell {cell_id}: warning: {result[WARNING]}\n")
-            self._drawn_lines = 0
+            self.progress.note(self.stream, f"cell {cell_id}: warning: {result[WARNING]}")
             return
         if REPLAY in result:
             for point in result[REPLAY]:
@@ -130,9 +126,8 @@ class SweepCallback(tune.Callback):
                                           "ablate.reason": f"{failure}: {detail}; retried from its last checkpoint"})
         retry = int(getattr(trial, "num_failures", 1))  # this sweep's retries (an attempt may be a resume)
         self.rows[cell_id]["note"] = f"retry {retry}/{self.max_retries}"
-        self.stream.write(f"cell {cell_id}: {detail} ({failure}); retry {retry} of {self.max_retries} "
-                          "from its last checkpoint\n")
-        self._drawn_lines = 0
+        self.progress.note(self.stream, f"cell {cell_id}: {detail} ({failure}); retry {retry} of "
+                                        f"{self.max_retries} from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """The trial failed for good: Ray gave up on it (a worker lost more than ``max_retries`` times,
@@ -223,6 +218,7 @@ class SweepCallback(tune.Callback):
         row = self.rows[cell_id]
         row["status"] = status
         row["note"] = failure.value if failure is not None else ""
+        row["reason"] = reason
         if failure is not None:
             self.failures[cell_id] = failure
         if "final/psnr" in summary:
@@ -235,8 +231,7 @@ class SweepCallback(tune.Callback):
                               failure=failure.value if failure is not None else "" if status.done else None)
         self.points.pop(cell_id, None)
         if reason and status is not CellStatus.FINISHED:
-            self.stream.write(f"cell {cell_id} {status}: {reason}\n")
-            self._drawn_lines = 0
+            self.progress.note(self.stream, f"cell {cell_id} {status}: {reason}")
         if len(self.ended) < len(self.rows):  # close() prints the last table
             self.print_table(force=True)
 
@@ -277,34 +272,13 @@ class SweepCallback(tune.Callback):
                 print(f"warning: divergence plot for {cell_id} failed: {err}", file=sys.stderr)
 
     def _maybe_print(self) -> None:
-        if time.perf_counter() - self._last_print >= self.refresh_s:
-            self.print_table(force=True)
+        if self.progress.due():
+            self.print_table(force=False)
 
     def print_table(self, force: bool = True, final: bool = False) -> None:
-        if not self.rows:
-            return
-        self._last_print = time.perf_counter()
-        from ablate.report import table
-
-        rows = []
-        for cell_id, r in self.rows.items():
-            c = self.cells[cell_id]
-            rows.append({"cell": cell_id, "norm": self.labels[cell_id], "backbone": c.backbone.label(),
-                         "task": c.task.label(), "step": f"{r['step']}/{c.train.steps}",
-                         "psnr": "" if math.isnan(r["psnr"]) else f"{r['psnr']:.2f}",
-                         "max msq": "" if math.isnan(r["max_msq"]) else f"{r['max_msq']:.3g}",
-                         "status": f"{r['status']} ({r['note']})" if r["note"] else str(r["status"])})
-        done = sum(CellStatus(r["status"]).ended for r in self.rows.values())
-        total = max(len(self.rows), self.expected)
-        text = f"[{time.strftime('%H:%M:%S')}] {done}/{total} cells done\n" + table(rows, list(rows[0])) + "\n"
-        if self.tty and self._drawn_lines:  # redraw in place: cursor up over the last table, clear below
-            self.stream.write(f"\x1b[{self._drawn_lines}F\x1b[J")
-        elif not self.tty:
-            text = "\n" + text
-        self.stream.write(text)
-        self.stream.flush()
-        # lines printed between two tables (a cell's failure reason) stay: start a fresh table below them
-        self._drawn_lines = text.count("\n") if self.tty and not final else 0
+        """Draw the progress display (``force``: a cell just ended; ``final``: the sweep's last one)."""
+        lines = progress_lines(self.rows, self.cells, self.labels, self.cell_seconds, list(self.base_cells))
+        self.progress.draw(self.stream, lines, self.expected, final=final, cell_ended=force and not final)
 
 
 def _trial_error(trial: Any) -> BaseException | None:

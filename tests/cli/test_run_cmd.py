@@ -143,6 +143,9 @@ def test_run_exits_1_and_reports_each_status(mixed: Mixed) -> None:
         f"1 of 3 cells failed (1 crash); see `ablate status {yaml} --state-dir {mixed.state}`; "
         f"Ray's log: {_log_file(mixed.state)}"]
     assert f"results: MLflow sqlite:///{mixed.state.resolve() / 'mlflow.db'}" in out
+    # the traces lead the end of the output: the one finished cell's deepest block, PSNR flagged as one seed
+    signal = out.index("The deepest probed block g1.b0, step 0 → 20")
+    assert signal < out.index("results: MLflow") and "one seed per variant is not a ranking" in out[signal:]
     assert "dashboard: " in out and "dashboard not built" not in out  # failed cells do not break it
 
 
