@@ -120,12 +120,14 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def _trial_pid(cell_id: str) -> int | None:
-    """The pid of the Ray worker running ``cell_id``'s trial: Tune runs a trial in its own folder,
-    which ablate names after the cell."""
+def _trial_pid(cell_id: str, experiment: str) -> int | None:
+    """The pid of the Ray worker running ``cell_id``'s trial in a sweep of ``experiment``: Tune runs a
+    trial in its own folder, which ablate names after the cell, under a folder named after the sweep. (An
+    idle worker of an earlier sweep of the same cells can still sit in its old folder: not that one.)"""
     for pid in _descendants_titled("ray::ImplicitFunc"):
         try:
-            if os.readlink(f"/proc/{pid}/cwd").endswith(cell_id):
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            if cwd.endswith(cell_id) and experiment in cwd:
                 return pid
         except OSError:
             continue
@@ -284,18 +286,27 @@ def test_killed_and_preempted_workers_are_retried_from_their_checkpoints(
     kill9, term = sorted(reference)
     killed: dict[str, tuple[int, int | None]] = {}
 
-    def killer() -> None:  # each worker dies after its cell wrote a checkpoint, before it finished
-        for cell_id, sig in ((kill9, signal.SIGKILL), (term, signal.SIGTERM)):
-            _wait(f"a checkpoint of {cell_id}", lambda c=cell_id: (_checkpoint_step(ckpts / c) or 0) >= 10)
-            pid = _wait(f"the worker of {cell_id}", lambda c=cell_id: _trial_pid(c), 30)
-            killed[cell_id] = (sig, _checkpoint_step(ckpts / cell_id))
+    def killer(cell_id: str, sig: int) -> None:
+        """The cell's worker dies right after the cell wrote its first checkpoint, well before it finishes:
+        its pid is found first, then only the checkpoint is polled (one thread per cell, so that a fast
+        machine's cells cannot finish while the other one is being killed)."""
+        pid = _wait(f"the worker of {cell_id}", lambda: _trial_pid(cell_id, "faults-worker"), 120)
+        # the file's first appearance is the step-10 checkpoint (a cheap poll: no load while waiting)
+        _wait(f"a checkpoint of {cell_id}", lambda: (ckpts / cell_id / "state.pt").exists())
+        try:
             os.kill(pid, sig)
+        except ProcessLookupError:  # its worker ended already: `killed` misses it, the assertion says so
+            return
+        killed[cell_id] = (sig, _checkpoint_step(ckpts / cell_id))
 
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=killer, args=(c, sig), daemon=True)
+               for c, sig in ((kill9, signal.SIGKILL), (term, signal.SIGTERM))]
+    for thread in threads:
+        thread.start()
     stream = io.StringIO()
     summary = run_sweep(spec, SweepOptions(state_dir=state, stream=stream, dashboard=False))
-    thread.join(5)
+    for thread in threads:
+        thread.join(5)
     output = stream.getvalue()
     assert set(killed) == {kill9, term}, output
     assert summary.ok and summary.statuses == {kill9: "finished", term: "finished"}, output
