@@ -19,7 +19,8 @@ What it does:
    that lists ``sys.modules`` at exit.
 
 ``ablate plugins`` is timed twice: as installed (the ablate-scalenorm plugin that ``make setup``
-installs is imported to describe it, and it imports torch) and with ABLATE_DISABLE_PLUGIN_AUTOLOAD=1.
+installs is imported, with torch, by the untimed run only: the timed ones list it from the user's
+plugin-listing cache) and with ABLATE_DISABLE_PLUGIN_AUTOLOAD=1.
 
 ``--root DIR`` runs the commands of another checkout of ablate (e.g. ``git archive BASE | tar -x -C
 DIR``) against the same store, for a before/after comparison in one sitting.

@@ -39,16 +39,16 @@ def command(kind: str | None) -> None:
     for name in (kind,) if kind else KINDS:
         registry = REGISTRIES[name]
         with warnings.catch_warnings():
-            # broken plugins are reported below from registry.broken(), one clean line each
+            # broken plugins are reported below, one clean line each
             warnings.simplefilter("ignore")
             try:
-                entries = registry.entries()
+                entries, broken = registry.listing()  # plugins described from the cache when it holds them
             except Exception as err:  # a broken built-in module must not hide the other kinds
                 problems.append(f"{name}: could not load the built-in {name}: {type(err).__name__}: {err}")
                 continue
         for entry in entries:
             rows.append((name, entry.key, entry.source, entry.version or "-", entry.description))
-        for key, dist, error in registry.broken():
+        for key, dist, error in broken:
             problems.append(f"{name} {key!r} from {dist} is unavailable: {error}")
 
     _print_table(rows)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -10,6 +11,8 @@ from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from ablate.errors import RegistryError, did_you_mean
+
+from . import _plugin_cache
 
 T = TypeVar("T")
 
@@ -192,6 +195,33 @@ class Registry(Generic[T]):
             self._import_pending(pending)
         return [self._entries[k] for k in sorted(self._entries)]
 
+    def listing(self) -> tuple[list[Entry[T]], list[tuple[str, str, str]]]:
+        """:meth:`entries` and :meth:`broken` as ``ablate plugins`` shows them, with each plugin whose
+        listing is cached (see ``_plugin_cache``) described from the cache instead of imported.
+
+        A cached entry imports its plugin on ``.obj``; nothing else reads the cache, so using a plugin
+        (:meth:`entry`, :meth:`get`) always imports it.
+        """
+        self._load_builtins()
+        self._scan_plugins()
+        cached: dict[str, Entry[T]] = {}
+        failed: list[tuple[str, str, str]] = []
+        for pending in list(self._pending.values()):
+            if pending.error is not None or pending.name in self._entries:
+                continue
+            key = _plugin_cache.fingerprint(self.group, pending.name, pending.value, pending.dist, pending.version)
+            listing = _plugin_cache.lookup(key)
+            if listing is None:  # imported as entries() does; its entries and error are now the registry's
+                _plugin_cache.store(key, self._import_listed(pending))
+                continue
+            if listing.error:
+                failed.append((pending.name, f"{pending.dist} {pending.version}".strip(), listing.error))
+            for name, source, version, description in listing.rows:
+                cached.setdefault(name, Entry(self.kind, name, source, version, description,
+                                              _load=functools.partial(self._load_listed, pending, name)))
+        entries = {**cached, **self._entries}  # anything imported meanwhile is described by itself
+        return [entries[k] for k in sorted(entries)], self.broken() + failed
+
     def broken(self) -> list[tuple[str, str, str]]:
         """(key, distribution, error) of plugins that failed to import or clash with a taken key."""
         failed = [p for p in self._pending.values() if p.error] + self._conflicts
@@ -237,6 +267,22 @@ class Registry(Generic[T]):
             raise RegistryError(f"built-in {self.kind} {key!r} is declared as {entry.target}, but importing it did "
                                 f"not register {key!r}")
         return loaded.obj
+
+    def _import_listed(self, pending: _Pending) -> _plugin_cache.Listing:
+        """Import ``pending`` and return what listing it shows: the entries it added, its error."""
+        before = set(self._entries)
+        self._import_pending(pending)
+        added = [self._entries[k] for k in sorted(set(self._entries) - before)]
+        return _plugin_cache.Listing(tuple((e.key, e.source, e.version, e.description) for e in added),
+                                     pending.error or "")
+
+    def _load_listed(self, pending: _Pending, key: str) -> T:
+        """The object behind an entry listed from the cache: its plugin imported for real."""
+        self._import_pending(pending)
+        if key not in self._entries:  # the cache was stale after all: say so as entry() would
+            raise RegistryError(f"{self.kind} {key!r} was listed from plugin {pending.dist} {pending.version}, "
+                                f"but importing it did not register it: {pending.error or 'no such key'}")
+        return self._entries[key].obj
 
     def _scan_plugins(self) -> None:
         if self._plugins_scanned:

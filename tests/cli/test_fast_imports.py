@@ -102,3 +102,43 @@ def test_plugins_import_nothing_heavy(kind: str | None) -> None:
     heavy, out = _heavy(["plugins", *(["--kind", kind] if kind else [])], {"ABLATE_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert heavy == [], f"ablate plugins imported {heavy}"
     assert "from plugins" in out
+
+
+PLUGIN = '''
+import torch  # what a real plugin norm brings: listing it from the cache must not
+
+from ablate.norms import Normalizer
+
+
+class CachedNorm(Normalizer):
+    """Scales each token by a constant (a listing-cache test norm)."""
+
+    def normalize(self, x):
+        return x * torch.ones(()), None
+'''
+
+
+def test_plugins_with_a_warm_cache_import_no_torch(tmp_path: Path) -> None:
+    """The first listing imports the plugin (and torch) and caches its row; the next lists it from the
+    cache without importing; an edit to the plugin's module imports it again."""
+    site = tmp_path / "site"
+    info = site / "cachedplugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cachedplugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[ablate.norms]\ncached_norm = cachedplugin_mod:CachedNorm\n")
+    module = site / "cachedplugin_mod.py"
+    module.write_text(PLUGIN)
+    env = {"ABLATE_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+    cold, listed = _heavy(["plugins", "--kind", "norms"], env)
+    assert "torch" in cold
+    assert "cachedplugin" in listed and "a listing-cache test norm" in listed
+    warm, again = _heavy(["plugins", "--kind", "norms"], env)
+    assert warm == [], f"ablate plugins with a warm cache imported {warm}"
+    assert again == listed
+
+    stat = module.stat()
+    os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    edited, _ = _heavy(["plugins", "--kind", "norms"], env)
+    assert "torch" in edited  # a changed fingerprint imports the plugin again

@@ -40,6 +40,12 @@ def _dist(root: Path, dist: str, version: str, key: str, target: str) -> None:
     (info / "entry_points.txt").write_text(f"[ablate.norms]\n{key} = {target}\n")
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test lists with an empty plugin-listing cache of its own (not the user's)."""
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def plugins(tmp_path: Path) -> Iterator[Path]:
     """One working and one broken plugin distribution on sys.path, registries rescanned."""
