@@ -30,12 +30,12 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ENV_CACHE_DIR = "ABLATE_CACHE_DIR"
+from ablate.cache import cache_dir
+
 CACHE_FILE = "plugins.json"
 _FORMAT = 1  # bump when what a record holds changes
 _MAX_RECORDS = 256  # oldest first out: fingerprints of uninstalled or edited plugins never hit again
@@ -49,14 +49,6 @@ class Listing:
 
     rows: tuple[tuple[str, str, str, str], ...]
     error: str = ""
-
-
-def cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """ablate's user cache: ``$ABLATE_CACHE_DIR``, ``$XDG_CACHE_HOME/ablate`` or ``~/.cache/ablate``."""
-    env = os.environ if env is None else env
-    if env.get(ENV_CACHE_DIR):
-        return Path(env[ENV_CACHE_DIR]).expanduser()
-    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "ablate"
 
 
 def fingerprint(group: str, name: str, value: str, dist: str, version: str) -> str:

@@ -21,7 +21,7 @@ experiment in MLflow's UI the way ``ablate ui`` does. This is the only subpackag
 from __future__ import annotations
 
 from ._artifacts import artifact_text, download_artifact
-from ._client import cache_dir, seed_sqlite_store
+from ._client import seed_sqlite_store
 from ._identity import cell_run_identity, cell_run_name
 from ._lease import Heartbeat, Lease, heartbeat_interval, lease_tags
 from ._store import RunStore, latest_per_cell, spaced
@@ -43,7 +43,6 @@ __all__ = [
     "RunStore",
     "Tracker",
     "artifact_text",
-    "cache_dir",
     "cell_run_identity",
     "cell_run_name",
     "default_state_dir",

@@ -24,9 +24,10 @@ import sqlite3
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ablate.cache import cache_dir
 
 from ._uri import is_file_store, sqlite_path
 
@@ -37,7 +38,6 @@ _RETRY_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUE
 _RETRY_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 _log = logging.getLogger(__name__)
-ENV_CACHE_DIR = "ABLATE_CACHE_DIR"
 
 
 def configure_env(uri: str) -> None:
@@ -96,14 +96,6 @@ def transient(err: BaseException, remote: bool) -> bool:
     if err.error_code in _RETRY_CODES or "database is locked" in str(err):  # some store paths wrap it as internal
         return True
     return remote and err.get_http_status_code() in _RETRY_HTTP
-
-
-def cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """ablate's user cache: ``$ABLATE_CACHE_DIR``, ``$XDG_CACHE_HOME/ablate`` or ``~/.cache/ablate``."""
-    env = os.environ if env is None else env
-    if env.get(ENV_CACHE_DIR):
-        return Path(env[ENV_CACHE_DIR]).expanduser()
-    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "ablate"
 
 
 def _schema_version(db: Path) -> str | None:

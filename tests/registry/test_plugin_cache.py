@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ablate.cache import cache_dir
 from ablate.cli import main
 from ablate.registry import NORMS, REGISTRIES, _plugin_cache
 
@@ -157,6 +158,6 @@ def test_using_a_plugin_listed_from_the_cache_imports_it(site: Path) -> None:
 
 
 def test_cache_dir_follows_the_environment(tmp_path: Path) -> None:
-    assert _plugin_cache.cache_dir({"ABLATE_CACHE_DIR": str(tmp_path)}) == tmp_path
-    assert _plugin_cache.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "ablate"
-    assert _plugin_cache.cache_dir({}) == Path.home() / ".cache" / "ablate"
+    assert cache_dir({"ABLATE_CACHE_DIR": str(tmp_path)}) == tmp_path
+    assert cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "ablate"
+    assert cache_dir({}) == Path.home() / ".cache" / "ablate"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ablate.track import RunStore, Tracker, cache_dir, seed_sqlite_store
+from ablate.cache import cache_dir
+from ablate.track import RunStore, Tracker, seed_sqlite_store
 
 
 def _version(db: Path) -> str:
