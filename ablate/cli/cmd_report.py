@@ -56,6 +56,10 @@ def command(experiment: str, fmt: str, spec: str | None, metric: str | None, bas
     else:
         table = ablation_table(experiment, uri, spec, state_dir=state_dir, metric=metric, baseline=baseline)
     text = table.to_format(fmt)
+    if fmt == "md" and not test_sets:  # a search's experiment: what each variant's study spent
+        from ablate.report._budget import budget_text
+
+        text += budget_text(experiment, uri, state_dir)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")

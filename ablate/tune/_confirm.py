@@ -36,7 +36,8 @@ def confirm_spec(spec: ExperimentSpec, bases: list[CellSpec], best: dict[str, di
         variant = {axis: _at(cfg, axis) for axis in axes}
         for key, value in best[base.id].items():
             _put(variant, cfg, key, value)
-        entries.extend({**variant, "seed": seed} for seed in spec.search.confirm_seeds)
+        # copies: shared mappings would come out as YAML anchors
+        entries.extend({**copy.deepcopy(variant), "seed": seed} for seed in spec.search.confirm_seeds)
     out["include"] = entries
     return out
 
