@@ -137,9 +137,11 @@ class VariantStudies:
                 "running": len(v.running) + len(v.pending)}
 
     def _wants(self, variant: str) -> bool:
+        v = self.variants[variant]
+        if v.pending:  # left running by a killed search: already part of the budget
+            return True
         c = self.counts(variant)
-        return c["complete"] + c["running"] < self.search.num_samples and (
-            bool(self.variants[variant].pending) or self.variants[variant].reasks <= self.search.num_samples)
+        return c["complete"] + c["running"] < self.search.num_samples and v.reasks <= self.search.num_samples
 
     def next(self) -> tuple[str, int, dict[str, Any]] | None:
         """The next trial to start: (variant, trial number, sampled values by axis), from the variant with
@@ -147,7 +149,10 @@ class VariantStudies:
         wanting = [v for v in self.variants if self._wants(v)]
         if not wanting:
             return None
-        variant = min(wanting, key=lambda v: (sum(self.counts(v)[k] for k in ("complete", "running")),
+        # trials a killed search left running go first (the search continues where it stopped), then the
+        # variant with the fewest trials started or done
+        variant = min(wanting, key=lambda v: (not self.variants[v].pending,
+                                              sum(self.counts(v)[k] for k in ("complete", "running")),
                                               list(self.variants).index(v)))
         v = self.variants[variant]
         if v.pending:  # a trial a killed search left running: the same values, so the same cell resumes
