@@ -50,6 +50,7 @@ class SearchSummary(SweepSummary):
 
     slots: int = 0  # trials that could run at once
     busy_share: float = 0.0  # share of trial-slot time a trial ran, over the Tune run
+    fit_s: float = 0.0  # the Tune run's wall time
     confirm_file: Path | None = None  # written when every variant has a best trial
     storage: str = ""  # the studies' Optuna storage
     best: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)  # variant -> (values, metric)
@@ -179,7 +180,7 @@ def _fit(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, studies: Varian
     with warnings.catch_warnings(), ray_output_to(setup.log_file):
         warnings.simplefilter("ignore")
         tuner.fit()
-    fit_s = time.perf_counter() - t_fit
+    fit_s = summary.fit_s = time.perf_counter() - t_fit
     summary.busy_share = min(1.0, sum(callback.cell_seconds.values()) / (summary.slots * fit_s)) if fit_s else 0.0
 
 

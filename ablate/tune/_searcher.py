@@ -38,19 +38,7 @@ class StudySearcher(Searcher):  # type: ignore[misc]
         return {"base": variant, **params}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if trial_id not in self.studies.trials:
-            return
-        variant, number = self.studies.trials[trial_id]
-        result = result or {}
-        if error:
-            status = CellStatus.FAILED
-        elif result.get(FINAL):
-            status = CellStatus(result.get(STATUS, CellStatus.FAILED))
-        else:  # stopped by the pruner before its final report
-            status = CellStatus.PRUNED
-        value = result.get(self.metric)
-        self.studies.finish(variant, number, status, float(value) if isinstance(value, (int, float)) else None,
-                            cell_id=str(result.get(CELL, "")), steps=result.get(STEP))
+        record_end(self.studies, trial_id, result or {}, error, self.metric)
 
 
 class StudyPruner(FIFOScheduler):  # type: ignore[misc]
@@ -67,7 +55,12 @@ class StudyPruner(FIFOScheduler):  # type: ignore[misc]
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         where = self.studies.trials.get(trial.trial_id)
-        if where is None or result.get(FINAL) or STEP not in result or self.steer_by not in result:
+        if where is not None and result.get(FINAL):
+            # told here, before the callbacks end the cell's MLflow run: a driver killed in between
+            # leaves a trial its study has, not one it would run again into a second run
+            record_end(self.studies, trial.trial_id, result, False, self.steer_by)
+            return str(TrialScheduler.CONTINUE)
+        if where is None or STEP not in result or self.steer_by not in result:
             return str(TrialScheduler.CONTINUE)
         variant, number = where
         if number not in self.studies.variants[variant].running:
@@ -77,3 +70,20 @@ class StudyPruner(FIFOScheduler):  # type: ignore[misc]
                                 steps=int(result[STEP]))
             return str(TrialScheduler.STOP)
         return str(TrialScheduler.CONTINUE)
+
+
+def record_end(studies: VariantStudies, trial_id: str, result: dict[str, Any], error: bool, metric: str | None
+               ) -> None:
+    """Tell a trial's study how it ended (once: later calls change nothing)."""
+    if trial_id not in studies.trials:
+        return
+    variant, number = studies.trials[trial_id]
+    if error:
+        status = CellStatus.FAILED
+    elif result.get(FINAL):
+        status = CellStatus(result.get(STATUS, CellStatus.FAILED))
+    else:  # stopped by the pruner before its final report
+        status = CellStatus.PRUNED
+    value = result.get(metric) if metric else None
+    studies.finish(variant, number, status, float(value) if isinstance(value, (int, float)) else None,
+                   cell_id=str(result.get(CELL, "")), steps=result.get(STEP))
