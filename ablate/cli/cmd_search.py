@@ -60,12 +60,14 @@ def command(file: str, state_dir, tracking_uri, address, cpus_per_trial, gpus_pe
                                             max_concurrent=max_concurrent, storage=storage,
                                             storage_endpoint=storage_endpoint, keep_checkpoints=keep_checkpoints,
                                             dashboard=False, max_retries=max_retries))
+    # a SearchSummary; read tolerantly, since stand-ins for run_search may return a plain SweepSummary
+    storage, confirm = getattr(summary, "storage", ""), getattr(summary, "confirm_file", None)
     click.echo(f"{spec.name}: {len(summary.statuses)} trials in {summary.wall_s:.0f} s; "
-               f"MLflow {summary.tracking_uri}; studies {summary.storage}")
+               f"MLflow {summary.tracking_uri}{f'; studies {storage}' if storage else ''}")
     line = failure_line(summary, file, state_dir)
     if line:
         click.echo(line)
-    if summary.confirm_file is not None:
-        click.echo(f"confirm experiment: {summary.confirm_file}")
+    if confirm is not None:
+        click.echo(f"confirm experiment: {confirm}")
     if any(status in ("failed", "killed") for status in summary.statuses.values()):
         sys.exit(1)

@@ -1,28 +1,27 @@
 """The budget table of a search: what each variant's study actually spent, with imbalances flagged.
 
-    print(budget_text("search-lr", "sqlite:///.ablate/mlflow.db", Path(".ablate")))
+    from ablate.tune import read_budgets, storage_url
+    print(budget_text(read_budgets(storage_url(uri, state_dir), "search-lr")))
 
 A fair comparison of tuned variants needs equal budgets: the same number of trials with a result
-(finished, pruned or diverged) per variant. Trial counts come from the studies' Optuna storage (see
-:func:`ablate.tune.storage_url`), where the search records every trial's end, steps and time.
+(finished, pruned or diverged) per variant. The budgets come from the studies' Optuna storage, where the
+search records every trial's end, steps and time (read by ``ablate.tune.read_budgets``: any object with
+the fields of ``ablate.tune.VariantBudget`` will do here).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ablate.tune import VariantBudget
+from collections.abc import Sequence
+from typing import Any
 
 
-def budget_rows(budgets: list[VariantBudget]) -> list[dict[str, str]]:
+def budget_rows(budgets: Sequence[Any]) -> list[dict[str, str]]:
     return [{"variant": b.variant, "finished": str(b.finished), "pruned": str(b.pruned), "diverged": str(b.diverged),
              "failed": str(b.failed), "running": str(b.running), "train steps": f"{b.steps:,}",
              "trial time": f"{b.wall_s / 60:.1f} min"} for b in budgets]
 
 
-def imbalances(budgets: list[VariantBudget]) -> list[str]:
+def imbalances(budgets: Sequence[Any]) -> list[str]:
     """One line per way the variants' budgets differ (empty: they are equal)."""
     results = {b.variant: b.finished + b.pruned + b.diverged for b in budgets}
     notes = []
@@ -37,12 +36,8 @@ def imbalances(budgets: list[VariantBudget]) -> list[str]:
     return notes
 
 
-def budget_text(experiment: str, tracking_uri: str, state_dir: Path) -> str:
-    """The Markdown budget table of ``experiment``'s latest search, its imbalance notes below ("" when
-    the experiment has no search)."""
-    from ablate.tune import read_budgets, storage_url
-
-    budgets = read_budgets(storage_url(tracking_uri, state_dir), experiment)
+def budget_text(budgets: Sequence[Any]) -> str:
+    """The Markdown budget table of a search's variants, its imbalance notes below ("" when there are none)."""
     if not budgets:
         return ""
     notes = imbalances(budgets) or ["every variant got the same budget of trials"]

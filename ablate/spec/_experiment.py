@@ -69,8 +69,16 @@ class SearchSpec:
     # defaults, so specs written before them keep their hash
     grace_period: int | None = field(default=None, metadata={"omit_default": True})
     reduction_factor: int = field(default=2, metadata={"omit_default": True})
-    # the seeds the confirm experiment crosses each variant's best configuration with
-    confirm_seeds: tuple[int, ...] = field(default=(1, 2, 3), metadata={"omit_default": True})
+    # the seeds the confirm experiment crosses each variant's best configuration with; None: 1, 2, 3, or
+    # the first three the search's own seeds leave free (see fresh_seeds)
+    confirm_seeds: tuple[int, ...] | None = field(default=None, metadata={"omit_default": True})
+
+    def fresh_seeds(self, search_seeds: set[int]) -> tuple[int, ...]:
+        """The confirm experiment's seeds: ``confirm_seeds``, else the first three not in ``search_seeds``."""
+        if self.confirm_seeds is not None:
+            return self.confirm_seeds
+        free = (s for s in range(1, 1 + len(search_seeds) + 3) if s not in search_seeds)
+        return tuple(next(free) for _ in range(3))
 
 
 @dataclass(frozen=True)

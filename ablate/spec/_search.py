@@ -68,7 +68,7 @@ def parse_search(raw: Any, grid_axes: set[str], values: AxisValues, seeds: set[i
     factor = raw.get("reduction_factor", 2)
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
         raise SpecError("search.reduction_factor", "an integer ≥ 2", factor)
-    confirm = _confirm_seeds(raw.get("confirm_seeds", [1, 2, 3]), seeds or set())
+    confirm = _confirm_seeds(raw["confirm_seeds"], seeds or set()) if "confirm_seeds" in raw else None
     return SearchSpec(metric, mode, num, scheduler, _space(raw.get("space"), grid_axes, values),
                       grace_period=grace, reduction_factor=factor, confirm_seeds=confirm)
 

@@ -26,9 +26,10 @@ def confirm_spec(spec: ExperimentSpec, bases: list[CellSpec], best: dict[str, di
     assert spec.search is not None
     raw = yaml.safe_load(spec.source_text) if spec.source_text else {}
     out = {k: v for k, v in copy.deepcopy(raw).items() if k not in _DROPPED}
+    seeds = spec.search.fresh_seeds({b.seed for b in bases})
     out["name"] = f"{spec.name}-confirm"
     out["description"] = (f"search {spec.name!r}: each variant at its best values on seeds "
-                          f"{list(spec.search.confirm_seeds)}")
+                          f"{list(seeds)}")
     axes = [a for a in spec.axes if a != "seed"]
     entries: list[dict[str, Any]] = []
     for base in bases:
@@ -37,7 +38,7 @@ def confirm_spec(spec: ExperimentSpec, bases: list[CellSpec], best: dict[str, di
         for key, value in best[base.id].items():
             _put(variant, cfg, key, value)
         # copies: shared mappings would come out as YAML anchors
-        entries.extend({**copy.deepcopy(variant), "seed": seed} for seed in spec.search.confirm_seeds)
+        entries.extend({**copy.deepcopy(variant), "seed": seed} for seed in seeds)
     out["include"] = entries
     return out
 

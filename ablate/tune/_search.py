@@ -87,7 +87,7 @@ def search_preview(spec: ExperimentSpec) -> str:
     return (f"{spec.name}: {len(cells)} variants × {srch.num_samples} trials over {space}; scheduler "
             f"{srch.scheduler} (reduction factor {srch.reduction_factor}); same space, TPE seed and rungs "
             f"for every variant\n{table(rows, list(rows[0]))}\n"
-            f"in all ≈ {total:,} training steps, at most {full:,}; confirm seeds {list(srch.confirm_seeds)}; "
+            f"in all ≈ {total:,} training steps, at most {full:,}; confirm seeds {list(srch.fresh_seeds({c.seed for c in cells}))}; "
             "nothing was run\n")
 
 
@@ -203,6 +203,7 @@ def _conclude(spec: ExperimentSpec, setup: Setup, studies: VariantStudies, summa
         path = setup.state_dir / f"{safe_name(spec.name, 'search')}-confirm.yaml"
         write_confirm(spec, setup.cells, {vid: b[0] for vid, b in summary.best.items()}, path)
         summary.confirm_file = path
-        setup.stream.write(f"confirm: {path} (each variant at its best values on seeds "
-                           f"{list(srch.confirm_seeds)}); run it with `ablate run {path}`\n")
+        seeds = list(srch.fresh_seeds({c.seed for c in setup.cells}))
+        setup.stream.write(f"confirm: {path} (each variant at its best values on seeds {seeds}); run it with "
+                           f"`ablate run {path}`\n")
     setup.stream.write(f"busy share of {summary.slots} trial slots: {summary.busy_share:.0%}\n")

@@ -160,3 +160,12 @@ def test_old_search_specs_keep_their_hash(tmp_path: Path) -> None:
     cfg = spec.to_config()["search"]  # type: ignore[attr-defined]
     assert "grace_period" not in cfg and "confirm_seeds" not in cfg
     assert "when" not in cfg["space"]["train.optimizer.lr"]
+
+
+def test_the_budget_table_flags_a_variant_with_fewer_results() -> None:
+    from ablate.report import budget_text
+    from ablate.tune import VariantBudget
+
+    text = budget_text([VariantBudget("token_ln", "a", finished=3), VariantBudget("rms_norm", "b", finished=1, failed=2)])
+    assert "| rms_norm | 1 | 0 | 0 | 2 |" in text and "imbalance: rms_norm (1)" in text
+    assert "same budget" in budget_text([VariantBudget("a", "a", finished=2), VariantBudget("b", "b", pruned=2)])
