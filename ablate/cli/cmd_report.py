@@ -61,6 +61,11 @@ def command(experiment: str, fmt: str, spec: str | None, metric: str | None, bas
 
         table = ablation_table(experiment, uri, spec, state_dir=state_dir, metric=metric, baseline=baseline)
     text = table.to_format(fmt)
+    if fmt == "md" and not test_sets:  # a search's experiment: what each variant's study spent
+        from ablate.report import budget_text
+        from ablate.tune import read_budgets, storage_url
+
+        text += budget_text(read_budgets(storage_url(uri, state_dir), experiment))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import cluster_options, state_dir_option, storage_options, tracking_option, yes_option
+from ._options import cluster_options, load, state_dir_option, storage_options, tracking_option, yes_option
 from .cmd_run import max_retries_option, sweep_command
 
 
@@ -24,5 +24,11 @@ def command(**kwargs: object) -> None:
 
     The same as `ablate run FILE` without --force; it exists so the intent reads clearly. Cells left
     running by a driver that is gone (`ablate status` shows them stale) are recorded as killed first.
+    A file with a `search:` section continues its search (the same as `ablate search FILE`).
     """
+    if load(str(kwargs["file"])).search is not None:  # a search file: its studies continue
+        from . import cmd_search
+
+        click.get_current_context().invoke(cmd_search.command, **kwargs)
+        return
     sweep_command(force=False, dashboard=True, **kwargs)  # type: ignore[arg-type]

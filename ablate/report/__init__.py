@@ -20,7 +20,7 @@ _EXPORTS = {
     "DashboardSpec": "._spec", "FilterSpec": "._spec", "PlotSpec": "._spec", "TableSpec": "._spec",
     "load_dashboard_spec": "._spec", "parse_dashboard_spec": "._spec", "AblationTable": "._table",
     "divergence_plot": "._cellplot", "table": "._text", "EvalTable": "._eval", "eval_table": "._eval",
-    "signal_summary": "._signal",
+    "signal_summary": "._signal", "budget_text": "._budget",
 }
 __all__ = sorted(_EXPORTS)
 

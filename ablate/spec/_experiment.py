@@ -20,7 +20,7 @@ from ._types import Component, ProbeSpec, TrainSpec
 # Metrics a trial reports at every evaluation, hence the ones a search (and ASHA) can steer by.
 SEARCH_METRICS = ("val/psnr", "val/ssim", "train/loss")
 SEARCH_TYPES = ("loguniform", "uniform", "int", "choice")
-SCHEDULERS = ("asha", "none")
+SCHEDULERS = ("asha", "hyperband", "none")
 # float32 is the plain metric (eval/<set>/psnr); each other precision adds eval/<set>/psnr_<name>
 EVAL_PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -51,6 +51,9 @@ class SearchParam:
     low: float | int | None = None
     high: float | int | None = None
     values: tuple[Any, ...] = ()  # choice: plain values (Optuna's categorical choices must be scalars)
+    # conditional: sampled only in trials where every (axis, value) holds (a grid axis of the trial's
+    # variant, or an earlier search dimension); omitted from the hash when empty, so old specs keep theirs
+    when: tuple[tuple[str, Any], ...] = field(default=(), metadata={"omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,24 @@ class SearchSpec:
     metric: str = "val/psnr"
     mode: str = "max"  # max | min
     num_samples: int = 10
-    scheduler: str = "none"  # asha | none
+    scheduler: str = "none"  # asha | hyperband | none
     # axis -> dimension, in file order; a plain dict (ablate.tune iterates it), so not in the hash
     space: dict[str, SearchParam] = field(default_factory=dict, hash=False)
+    # the early-stopping rungs: the first at grace_period steps (None: train.eval_every), each next one
+    # reduction_factor times further; the fields below are in the hash only when set away from their
+    # defaults, so specs written before them keep their hash
+    grace_period: int | None = field(default=None, metadata={"omit_default": True})
+    reduction_factor: int = field(default=2, metadata={"omit_default": True})
+    # the seeds the confirm experiment crosses each variant's best configuration with; None: 1, 2, 3, or
+    # the first three the search's own seeds leave free (see fresh_seeds)
+    confirm_seeds: tuple[int, ...] | None = field(default=None, metadata={"omit_default": True})
+
+    def fresh_seeds(self, search_seeds: set[int]) -> tuple[int, ...]:
+        """The confirm experiment's seeds: ``confirm_seeds``, else the first three not in ``search_seeds``."""
+        if self.confirm_seeds is not None:
+            return self.confirm_seeds
+        free = (s for s in range(1, 1 + len(search_seeds) + 3) if s not in search_seeds)
+        return tuple(next(free) for _ in range(3))
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ class Parser:
             data=data,
             resources=self.resources(raw.get("resources")),
             tracking=self.tracking(raw.get("tracking")),
-            search=parse_search(raw.get("search"), grid_axes, self),
+            search=parse_search(raw.get("search"), grid_axes, self, seeds=_search_seeds(grid, fixed)),
             eval=parse_eval(raw.get("eval"), self),
             file=self.file,
             source_text=source_text if source_text is not None else yaml.safe_dump(dict(raw), sort_keys=False),
@@ -247,3 +247,10 @@ class Parser:
         if uri is not None and (not isinstance(uri, str) or not uri):
             raise SpecError("tracking.uri", "a tracking URI string (sqlite:///..., http://...)", uri)
         return TrackingSpec(uri)
+
+
+def _search_seeds(grid: tuple[tuple[str, tuple[Any, ...]], ...], fixed: tuple[tuple[str, Any], ...]) -> set[int]:
+    """The seeds a search's trials run with (a grid's, else the top-level one, else 0): a confirm
+    experiment must use others."""
+    seeds = {v for axis, values in grid if axis == "seed" for v in values}
+    return seeds or {dict(fixed).get("seed", 0)}

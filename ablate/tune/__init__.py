@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from ._base import SweepOptions, SweepSummary
 from ._eval import RayEvalRunner
-from ._search import run_search
+from ._search import SearchSummary, run_search, search_preview
+from ._studies import VariantBudget, read_budgets, storage_url
 from ._sweep import run_sweep
 
-__all__ = ["RayEvalRunner", "SweepOptions", "SweepSummary", "run_search", "run_sweep"]
+__all__ = ["RayEvalRunner", "SearchSummary", "SweepOptions", "SweepSummary", "VariantBudget", "read_budgets",
+           "run_search", "run_sweep", "search_preview", "storage_url"]

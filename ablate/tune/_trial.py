@@ -63,7 +63,10 @@ def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
         node = cfg
         *parents, leaf = dotted.split(".")
         for p in parents:
-            node = node.setdefault(p, {})
+            child = node.get(p)
+            if not isinstance(child, dict):  # a bare component name given a parameter (norm.groups)
+                node[p] = child = {"name": child} if isinstance(child, str) else {}
+            node = child
         node[leaf] = value
     return cfg
 

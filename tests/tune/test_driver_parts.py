@@ -30,10 +30,12 @@ def test_folder_and_run_names_keep_plain_names_and_stay_inside_the_state_folder(
     assert ray_run_name("norm ablation/v2", "search", "3fa2c1d0e9").startswith("norm-ablation-v2-search-3fa2c1d0e9-")
 
 
-def test_search_space_in_ray_tune_terms(tmp_path: Path) -> None:
-    from ray.tune.search.sample import Categorical, Float, Integer
+def test_search_space_in_optuna_terms(tmp_path: Path) -> None:
+    """Each dimension becomes the Optuna distribution of its type (the studies sample through Optuna)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from ablate.tune._search import _space
+    from ablate.tune._studies import _suggest
 
     f = tmp_path / "s.yaml"
     f.write_text("name: s\nnorm: token_ln\nbackbone: swinir-tiny\ntask: sr-x2\nsearch:\n  space:\n"
@@ -43,12 +45,14 @@ def test_search_space_in_ray_tune_terms(tmp_path: Path) -> None:
                  "    train.loss: {type: choice, values: [l1, mse]}\n")
     spec = load_experiment(f)
     assert spec.search is not None
-    space = _space(spec.search)
-    lr, ema, batch, loss = (space[k] for k in ("train.optimizer.lr", "train.ema", "train.batch_size", "train.loss"))
-    assert isinstance(lr, Float) and (lr.lower, lr.upper) == (1e-4, 1e-2) and "LogUniform" in repr(lr.sampler)
-    assert isinstance(ema, Float) and (ema.lower, ema.upper) == (0.0, 0.5) and "LogUniform" not in repr(ema.sampler)
-    assert isinstance(batch, Integer) and (batch.lower, batch.upper) == (2, 5)  # Ray's upper bound is exclusive
-    assert isinstance(loss, Categorical) and loss.categories == ["l1", "mse"]
+    trial = optuna.create_study().ask()
+    _suggest(trial, spec.search.space, {})
+    dist = trial.distributions
+    lr, ema, batch, loss = (dist[k] for k in ("train.optimizer.lr", "train.ema", "train.batch_size", "train.loss"))
+    assert isinstance(lr, FloatDistribution) and (lr.low, lr.high, lr.log) == (1e-4, 1e-2, True)
+    assert isinstance(ema, FloatDistribution) and (ema.low, ema.high, ema.log) == (0.0, 0.5, False)
+    assert isinstance(batch, IntDistribution) and (batch.low, batch.high) == (2, 4)  # Optuna's high is inclusive
+    assert isinstance(loss, CategoricalDistribution) and loss.choices == ("l1", "mse")
 
 
 # failures and exactly-once logging, without Ray running ----------------------------------------------

@@ -62,3 +62,65 @@ def test_search_needs_a_search_section(tmp_path: Path) -> None:
     with pytest.raises(AblateError, match="expected a 'search' section"):
         run_search(load_experiment(f), SweepOptions(state_dir=tmp_path / "state", stream=io.StringIO()))
     assert not (tmp_path / "state").exists()
+
+
+KILL_SPEC = SPEC.replace("name: search-e2e", "name: search-kill").replace("steps: 10,", "steps: 30,") \
+    .replace("num_samples: 2", "num_samples: 2\n  scheduler: asha\n  grace_period: 10").replace("  scheduler: none\n", "") \
+    .replace("norm: token_ln\n", "grid: {norm: [token_ln, rms_norm]}\n")
+_DRIVER = """
+import sys
+from pathlib import Path
+from ablate.spec import load_experiment
+from ablate.tune import SweepOptions, run_search
+run_search(load_experiment(sys.argv[1]), SweepOptions(state_dir=Path(sys.argv[2]), max_concurrent=2))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_tracking_env")
+def test_a_search_killed_mid_way_continues_without_duplicates(fresh_state: Callable[[str], Path]) -> None:
+    """SIGKILL the driver once a trial has ended, run the search again: every study ends with its trials,
+    each cell one MLflow run, no configuration sampled twice, and a confirm file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from ablate.tune import storage_url
+
+    state = fresh_state("search-kill")
+    f = state.parent / "kill.yaml"
+    f.write_text(KILL_SPEC)
+    script = state.parent / "driver.py"
+    script.write_text(_DRIVER)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, str(script), str(f), str(state)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    out = b""
+    deadline = time.time() + 400
+    while time.time() < deadline and b"1/4 cells done" not in out and proc.poll() is None:
+        out += os.read(proc.stdout.fileno(), 4096)  # type: ignore[union-attr]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (state / "search-kill-confirm.yaml").exists()
+
+    uri = f"sqlite:///{state / 'mlflow.db'}"
+    url = storage_url(uri, state)
+    for s in optuna.get_all_study_summaries(url):
+        trials = [t for t in optuna.load_study(study_name=s.study_name, storage=url).trials
+                  if not t.user_attrs.get("ablate.duplicate")]
+        ended = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+        assert len(ended) == 2 and not [t for t in trials if t.state.name == "RUNNING"]
+        lrs = [t.params["train.optimizer.lr"] for t in trials]
+        assert len(lrs) == len(set(lrs))
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("search-kill")
+    cells = [r.data.tags["ablate.cell"] for r in client.search_runs([exp.experiment_id])
+             if "ablate.cell" in r.data.tags]
+    assert len(cells) == len(set(cells)) == 4
