@@ -1,7 +1,7 @@
 """Search at scale on CPU: how much compute a per-variant search needs, and how busy it keeps the slots.
 
-    .venv/bin/python benchmarks/bench_search.py            # swinir-tiny, 200-step cells, SR ×2, 12-point grid
-    .venv/bin/python benchmarks/bench_search.py --quick    # smoke: 20-step cells, 3-point grid, 3 trials
+    .venv/bin/python benchmarks/bench_search.py            # swinir-tiny (the preset), 200-step cells on 32×32 patches, SR ×2, 12-point grid
+    .venv/bin/python benchmarks/bench_search.py --quick    # smoke: a 2-block swinir-tiny, 20-step cells, 3-point grid, 3 trials
 
 1. **compute ratio** per variant (token_ln, rms_norm): a grid of ``--grid`` lrs log-spaced in
    [1e-4, 3e-3] (``ablate.tune.run_sweep``) gives the best final PSNR; the search (``run_search``: TPE,
@@ -25,23 +25,27 @@ from pathlib import Path
 SPEC = """\
 name: {name}
 {variants}
-backbone: {{name: swinir-tiny, embed_dim: 16, depths: [1, 1], num_heads: 2, window_size: 4}}
+backbone: {backbone}
 task: sr-x2
 seed: 0
-train: {{steps: {steps}, batch_size: 4, patch_size: 24, val_size: 48, eval_every: {every}, lowprec_eval: false}}
+train: {{steps: {steps}, batch_size: 4, patch_size: {patch}, val_size: 48, eval_every: {every}, lowprec_eval: false}}
 probes: {{every: {steps}, patch_size: 16}}
 resources: {{max_concurrent: 2}}
 {tail}
 """
 NORMS = ["token_ln", "rms_norm"]
+# the quickstart's swinir-tiny on its 32×32 patches; --quick: a 2-block one on 24×24
+BACKBONE, PATCH = "swinir-tiny", 32
+SMALL = "{name: swinir-tiny, embed_dim: 16, depths: [1, 1], num_heads: 2, window_size: 4}"
 LOW, HIGH = 1e-4, 3e-3
 
 
-def _spec(tmp: Path, name: str, variants: str, steps: int, tail: str) -> object:
+def _spec(tmp: Path, name: str, variants: str, steps: int, tail: str, quick: bool = False) -> object:
     from ablate.spec import load_experiment
 
     f = tmp / f"{name}.yaml"
-    f.write_text(SPEC.format(name=name, variants=variants, steps=steps, every=max(1, steps // 4), tail=tail))
+    f.write_text(SPEC.format(name=name, variants=variants, steps=steps, every=max(1, steps // 4), tail=tail,
+                             backbone=SMALL if quick else BACKBONE, patch=24 if quick else PATCH))
     return load_experiment(f)
 
 
@@ -70,7 +74,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
     quiet = io.StringIO()
     lrs = [LOW * (HIGH / LOW) ** (i / max(1, points - 1)) for i in range(points)]
-    grid_spec = _spec(tmp, "bench-grid", f"grid:\n  norm: {NORMS}\n  train.optimizer.lr: {lrs}", steps, "")
+    grid_spec = _spec(tmp, "bench-grid", f"grid:\n  norm: {NORMS}\n  train.optimizer.lr: {lrs}", steps, "",
+                      args.quick)
     state = tmp / "state"
     grid = run_sweep(grid_spec, SweepOptions(state_dir=state, dashboard=False, stream=quiet))  # type: ignore[arg-type]
     from mlflow.tracking import MlflowClient
@@ -81,7 +86,8 @@ def main() -> None:
                          if r.data.tags.get("ablate.cell") and r.data.params.get("norm", "").startswith(n)),
                         default=-math.inf) for n in NORMS}
 
-    both = run_search(_spec(tmp, "bench-search", f"grid:\n  norm: {NORMS}", steps, _search_tail(trials, steps)),  # type: ignore[arg-type]
+    both = run_search(_spec(tmp, "bench-search", f"grid:\n  norm: {NORMS}", steps, _search_tail(trials, steps),
+                            args.quick),  # type: ignore[arg-type]
                       SweepOptions(state_dir=state, stream=quiet))
     url = storage_url(both.tracking_uri, state)
     print(f"cells of {steps} steps; grid {points} lrs per variant; search {trials} trials per variant (ASHA)")
@@ -103,7 +109,8 @@ def main() -> None:
         print(f"  {label}: grid best {best_grid.get(label, float('nan')):.3f} dB, search best {best:.3f} dB; "
               f"compute to within 0.1 dB / grid compute = {ratio}")
 
-    seq = [run_search(_spec(tmp, f"bench-seq-{n}", f"norm: {n}", steps, _search_tail(trials, steps)),  # type: ignore[arg-type]
+    seq = [run_search(_spec(tmp, f"bench-seq-{n}", f"norm: {n}", steps, _search_tail(trials, steps),
+                            args.quick),  # type: ignore[arg-type]
                       SweepOptions(state_dir=state, stream=quiet)) for n in NORMS]
     seq_busy = sum(s.busy_share * s.fit_s for s in seq) / sum(s.fit_s for s in seq)
     print(f"busy share of {both.slots} trial slots: studies at once {both.busy_share:.0%} "

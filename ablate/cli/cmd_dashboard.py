@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,8 +44,13 @@ def command(spec: str | None, experiments: tuple[str, ...], output: Path | None,
     uri = resolve_tracking_uri(tracking_uri, None, state_dir)
     stats: dict[str, float] = {}
     t0 = time.perf_counter()
+    budgets: list[Any] = []
+    if len(experiments) == 1:  # a search's experiment: what each variant's study spent
+        from ablate.tune import read_budgets, storage_url
+
+        budgets = list(read_budgets(storage_url(uri, state_dir), experiments[0]))
     out = build_dashboard(spec, list(experiments) or None, uri, output, state_dir=state_dir, stats=stats,
-                          interactive=False if static else None)
+                          interactive=False if static else None, budgets=budgets)
     cells = int(stats.get("cells", 0))
     if cells == 0:
         click.echo(f"note: {', '.join(experiments) or 'the experiment'} has no cell runs yet; the page says so",

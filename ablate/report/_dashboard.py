@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ablate.track import RunStore, default_state_dir, resolve_tracking_uri
 
 from . import _plotly
 from ._anova import anova_context, factor_anova
+from ._budget import budget_rows, imbalances
 from ._data import Cells, load_cells
 from ._eval import eval_context
 from ._figures import MAX_POINTS, FigureModel, build_figure, needed_keys
@@ -155,7 +157,7 @@ def _sweep_context(cells: Cells) -> list[dict[str, Any]]:
 
 def render_dashboard(spec: DashboardSpec, experiments: list[str], tracking_uri: str,
                      stats: dict[str, float] | None = None, store: RunStore | None = None, *,
-                     interactive: bool | None = None) -> str:
+                     interactive: bool | None = None, budgets: Sequence[Any] = ()) -> str:
     """The dashboard page as an HTML string (see :func:`build_dashboard`)."""
     from ablate import __version__
 
@@ -188,6 +190,7 @@ def render_dashboard(spec: DashboardSpec, experiments: list[str], tracking_uri: 
         "eval": eval_context(cells, spec.table.statuses) if not cells.empty else None,
         "anova": anova_context(factor_anova(cells, spec.table)) if not cells.empty else None,
         "figures": figures, "sweeps": _sweep_context(cells), "n_points": n_points,
+        "budget": {"rows": budget_rows(budgets), "notes": imbalances(budgets)} if budgets else None,
         "backend": cells.store.backend,
         "plotly_js": _plotly.plotly_js() if any(f["plot"] for f in figures) else None,
     }
@@ -200,7 +203,7 @@ def build_dashboard(spec: str | Path | DashboardSpec | None = None,
                     experiment: str | list[str] | tuple[str, ...] | None = None,
                     tracking_uri: str | None = None, out_path: str | Path | None = None, *,
                     state_dir: str | Path | None = None, stats: dict[str, float] | None = None,
-                    interactive: bool | None = None) -> Path:
+                    interactive: bool | None = None, budgets: Sequence[Any] = ()) -> Path:
     """Write the dashboard of ``experiment`` (a name or several) as one self-contained HTML file.
 
     ``spec``: a dashboard YAML path, a name in ``./dashboards``, or None for the default
@@ -209,7 +212,8 @@ def build_dashboard(spec: str | Path | DashboardSpec | None = None,
     Raises :class:`ablate.errors.AblateError` for a missing experiment; an empty one gives a page
     that says so. ``stats`` (if given) receives cells, read_s, plots_s, render_s, total_s and bytes.
     ``interactive``: plotly.js plots (None: when the ``plotly`` package is installed) or, False,
-    static SVG plots drawn with matplotlib and no script at all.
+    static SVG plots drawn with matplotlib and no script at all. ``budgets``: a search's spending per
+    variant (``ablate.tune.read_budgets``), shown as its own table with any imbalance flagged.
     """
     t0 = time.perf_counter()
     dspec = load_dashboard_spec(spec)
@@ -217,7 +221,7 @@ def build_dashboard(spec: str | Path | DashboardSpec | None = None,
     sdir = Path(state_dir) if state_dir is not None else default_state_dir()
     uri = tracking_uri or resolve_tracking_uri(None, None, sdir)
     stats = stats if stats is not None else {}
-    html = render_dashboard(dspec, names, uri, stats, interactive=interactive)
+    html = render_dashboard(dspec, names, uri, stats, interactive=interactive, budgets=budgets)
     stem = f"{safe_name('+'.join(names), 'dashboard')}-{safe_name(dspec.name, 'dashboard')}"
     out = Path(out_path) if out_path is not None else sdir / "dashboards" / f"{stem}.html"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -261,3 +261,20 @@ def test_filters_and_unknown_fields(store: dict[str, Any]) -> None:
     bad = replace(DashboardSpec(), table=TableSpec(columns=("bakcbone",)), plots=())
     with pytest.raises(AblateError, match="'bakcbone' is not a param or tag.*did you mean 'backbone'"):
         render_dashboard(bad, ["ablation"], store["uri"])
+
+
+def test_a_search_shows_its_budget_per_variant_and_flags_an_imbalance(store: dict[str, Any], tmp_path: Path) -> None:
+    from ablate.tune import VariantBudget
+
+    even = [VariantBudget("token_ln", "s/a", finished=3, pruned=1, steps=800, wall_s=120.0),
+            VariantBudget("i_ln", "s/b", finished=2, pruned=2, steps=700, wall_s=110.0)]
+    html = build_dashboard(None, "single-seed", store["uri"], tmp_path / "b.html", budgets=even).read_text()
+    section = html[html.index('<section id="budget">'):]
+    section = section[:section.index("</section>")]
+    assert '<tr data-variant="token_ln"><td>token_ln</td><td>3</td><td>1</td>' in section
+    assert "800" in section and "every variant got the same budget of trials" in section
+    short = [*even[:1], VariantBudget("i_ln", "s/b", finished=2, failed=2, steps=500, wall_s=90.0)]
+    html = build_dashboard(None, "single-seed", store["uri"], tmp_path / "c.html", budgets=short).read_text()
+    assert "imbalance: i_ln (2) ended with fewer trials with a result than the most (4)" in html
+    plain = build_dashboard(None, "single-seed", store["uri"], tmp_path / "d.html").read_text()
+    assert 'id="budget"' not in plain  # a grid has no budget section
