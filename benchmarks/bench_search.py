@@ -49,9 +49,10 @@ def _spec(tmp: Path, name: str, variants: str, steps: int, tail: str, quick: boo
     return load_experiment(f)
 
 
-def _search_tail(trials: int, steps: int) -> str:
-    return (f"search:\n  num_samples: {trials}\n  scheduler: asha\n  grace_period: {max(1, steps // 4)}\n"
-            f"  space:\n    train.optimizer.lr: {{type: loguniform, low: {LOW}, high: {HIGH}}}\n")
+def _search_tail(trials: int, steps: int, grace: int | None = None, reduction: int | None = None) -> str:
+    rf = f"  reduction_factor: {reduction}\n" if reduction else ""
+    return (f"search:\n  num_samples: {trials}\n  scheduler: asha\n  grace_period: {grace or max(1, steps // 4)}\n"
+            f"{rf}  space:\n    train.optimizer.lr: {{type: loguniform, low: {LOW}, high: {HIGH}}}\n")
 
 
 def main() -> None:
@@ -60,6 +61,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--grid", type=int, default=None, help="lr grid points (default 12)")
     ap.add_argument("--trials", type=int, default=None, help="search trials per variant (default 6)")
+    ap.add_argument("--grace", type=int, default=None, help="ASHA grace period in steps (default steps / 4)")
+    ap.add_argument("--reduction", type=int, default=None, help="ASHA reduction factor (default: the spec's)")
     args = ap.parse_args()
     steps = args.steps or (20 if args.quick else 200)
     points = args.grid or (3 if args.quick else 12)
@@ -86,11 +89,12 @@ def main() -> None:
                          if r.data.tags.get("ablate.cell") and r.data.params.get("norm", "").startswith(n)),
                         default=-math.inf) for n in NORMS}
 
-    both = run_search(_spec(tmp, "bench-search", f"grid:\n  norm: {NORMS}", steps, _search_tail(trials, steps),
+    both = run_search(_spec(tmp, "bench-search", f"grid:\n  norm: {NORMS}", steps, _search_tail(trials, steps, args.grace, args.reduction),
                             args.quick),  # type: ignore[arg-type]
                       SweepOptions(state_dir=state, stream=quiet))
     url = storage_url(both.tracking_uri, state)
-    print(f"cells of {steps} steps; grid {points} lrs per variant; search {trials} trials per variant (ASHA)")
+    print(f"cells of {steps} steps; grid {points} lrs per variant; search {trials} trials per variant (ASHA, grace "
+          f"{args.grace or max(1, steps // 4)} steps, reduction factor {args.reduction or 'default'})")
     for s in optuna.get_all_study_summaries(url):
         if not s.study_name.startswith("bench-search/"):
             continue
@@ -109,7 +113,7 @@ def main() -> None:
         print(f"  {label}: grid best {best_grid.get(label, float('nan')):.3f} dB, search best {best:.3f} dB; "
               f"compute to within 0.1 dB / grid compute = {ratio}")
 
-    seq = [run_search(_spec(tmp, f"bench-seq-{n}", f"norm: {n}", steps, _search_tail(trials, steps),
+    seq = [run_search(_spec(tmp, f"bench-seq-{n}", f"norm: {n}", steps, _search_tail(trials, steps, args.grace, args.reduction),
                             args.quick),  # type: ignore[arg-type]
                       SweepOptions(state_dir=state, stream=quiet)) for n in NORMS]
     seq_busy = sum(s.busy_share * s.fit_s for s in seq) / sum(s.fit_s for s in seq)
