@@ -16,6 +16,8 @@ from .cmd_run import max_retries_option, sweep_command
 @storage_options
 @yes_option
 @max_retries_option
+@click.option("--no-dashboard", "dashboard", flag_value=False, default=True,
+              help="Do not build the dashboard at the end.")
 def command(**kwargs: object) -> None:
     """Continue an experiment: finished cells are kept, interrupted ones resume from their checkpoint.
 
@@ -26,9 +28,10 @@ def command(**kwargs: object) -> None:
     running by a driver that is gone (`ablate status` shows them stale) are recorded as killed first.
     A file with a `search:` section continues its search (the same as `ablate search FILE`).
     """
+    dashboard = bool(kwargs.pop("dashboard"))
     if load(str(kwargs["file"])).search is not None:  # a search file: its studies continue
         from . import cmd_search
 
         click.get_current_context().invoke(cmd_search.command, **kwargs)
         return
-    sweep_command(force=False, dashboard=True, **kwargs)  # type: ignore[arg-type]
+    sweep_command(force=False, dashboard=dashboard, **kwargs)  # type: ignore[arg-type]

@@ -187,7 +187,7 @@ class Driver:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
         self.out = state.parent / f"{command}-{time.monotonic_ns()}.out"
         self.err = self.out.with_suffix(".err")
-        args = [command, str(spec), "--state-dir", str(state), *(["--no-dashboard"] if command == "run" else [])]
+        args = [command, str(spec), "--state-dir", str(state), *(["--no-dashboard"] if command in ("run", "resume") else [])]
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen([sys.executable, "-c", DRIVER.format(flush_s=flush_s), *args], env=env,
                                          cwd=cwd, stdout=out, stderr=err)
