@@ -46,7 +46,7 @@ def budget_text(budgets: Sequence[Any]) -> str:
 
 
 def _markdown(rows: list[dict[str, str]]) -> str:
-    """A pipe table (self-contained: the report package's table helpers are being reworked)."""
+    """A Markdown pipe table of string cells, the columns of the first row."""
     cols = list(rows[0])
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._data import Cells, field_value
-from ._table import Entry, fmt, records_csv
+from ._table import Entry, fmt, latex_escape, records_csv
 
 # eval/<set>/<metric>[_<precision or input>]
 _KEY = re.compile(r"^eval/(?P<set>[^/]+)/(?P<metric>psnr|ssim)(?:_(?P<kind>fp16|bf16|input))?$")
@@ -117,11 +117,7 @@ class EvalTable:
 
     def to_latex(self) -> str:
         def esc(s: str) -> str:
-            for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                         ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
-                         ("^", r"\textasciicircum{}")):
-                s = s.replace(a, b)
-            return s.replace("—", "--").replace("·", r"$\cdot$").replace("×", r"$\times$")
+            return latex_escape(s).replace("×", r"$\times$")
 
         k = len(self.columns)
         lines = [f"% {esc(self.experiment)}: {esc(self._title())}",

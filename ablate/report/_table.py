@@ -253,31 +253,27 @@ class AblationTable:
         return text
 
     def to_latex(self) -> str:
-        def esc(s: str) -> str:
-            for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                         ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
-                         ("^", r"\textasciicircum{}")):
-                s = s.replace(a, b)
-            return s.replace("—", "--").replace("·", r"$\cdot$")
-
         cols = "l" + "c" * len(self.columns)
-        lines = [r"% " + esc(self._title()) + f" -- {esc(self.experiment)}", r"\begin{tabular}{" + cols + "}",
-                 r"\toprule", " & ".join([esc(self.spec.rows), *map(esc, self.columns)]) + r" \\", r"\midrule"]
+        head = [latex_escape(self.spec.rows), *map(latex_escape, self.columns)]
+        lines = [r"% " + latex_escape(self._title()) + f" -- {latex_escape(self.experiment)}",
+                 r"\begin{tabular}{" + cols + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
         for row in self.rows:
             cells = []
             for col in self.columns:
                 e = self.entries.get((row, col))
                 text = self.cell_text(row, col, sign="$\\pm$") if e and e.n else "--"
                 cells.append(r"\textbf{" + text + "}" if e and e.best else text)
-            lines.append(" & ".join([esc(row), *cells]) + r" \\")
+            lines.append(" & ".join([latex_escape(row), *cells]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         prow = self.paired_rows()
         if prow:
-            lines += ["", r"% paired difference vs " + esc(self.baseline or "") + ": " + esc(self.paired_caption()),
+            lines += ["", r"% paired difference vs " + latex_escape(self.baseline or "") + ": "
+                      + latex_escape(self.paired_caption()),
                       r"\begin{tabular}{" + cols + "}", r"\toprule",
-                      " & ".join([esc(self.spec.rows), *map(esc, self.columns)]) + r" \\", r"\midrule"]
+                      " & ".join(head) + r" \\", r"\midrule"]
             for row in prow:
-                lines.append(" & ".join([esc(row), *(esc(self.paired_text(row, c)) for c in self.columns)]) + r" \\")
+                diffs = (latex_escape(self.paired_text(row, c)) for c in self.columns)
+                lines.append(" & ".join([latex_escape(row), *diffs]) + r" \\")
             lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
 
@@ -432,6 +428,14 @@ def ablation_table(experiment: str | list[str], tracking_uri: str | None = None,
     if cells.empty:
         table.notes.insert(0, f"experiment {table.experiment!r} has no cell runs yet")
     return table
+
+
+def latex_escape(s: str) -> str:
+    """``s`` as LaTeX text: its special characters escaped, the em dash and the middle dot spelled out."""
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):
+        s = s.replace(a, b)
+    return s.replace("—", "--").replace("·", r"$\cdot$")
 
 
 def records_csv(recs: list[dict[str, Any]]) -> str:
