@@ -9,13 +9,8 @@ The fast tests make ``log_batch`` fail on a real SQLite store; the slow one stop
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +18,7 @@ from typing import Any
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ErrorCode
+from servers import MlflowServer, free_port
 
 from ablate.track import Tracker
 from ablate.track._client import transient
@@ -115,77 +111,34 @@ def test_other_errors_and_long_outages_are_raised(tracker: Tracker, monkeypatch:
 
 
 # a real tracking server that goes away ------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``mlflow server`` on SQLite at 127.0.0.1:port, in its own process group (stop() ends its workers)."""
-
-    def __init__(self, folder: Path, port: int) -> None:
-        self.folder, self.port, self.proc = folder, port, None
-        self.url = f"http://127.0.0.1:{port}"
-
-    def start(self, timeout: float = 240) -> None:
-        # no job runner processes: they only slow the start, and this test starts the server twice
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1"],
-            cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=open(self.folder / "server.log", "ab"),
-            start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
 @pytest.fixture
-def server(tmp_path: Path, state_dir: Path) -> Iterator[Server]:
-    """A server on a copy of the fixture's empty store (the schema is built already)."""
+def server(tmp_path: Path, state_dir: Path) -> Iterator[MlflowServer]:
+    """``mlflow server`` on SQLite at 127.0.0.1, on a copy of the fixture's empty store (the schema is built
+    already); no job runner processes: they only slow the start, and the test starts the server twice."""
     folder = tmp_path / "server"
     folder.mkdir()
     (state_dir / "mlflow.db").rename(folder / "mlflow.db")
-    srv = Server(folder, _free_port())
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    srv = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts"), free_port(), env, folder)
     srv.start()
     yield srv
-    srv.stop()
+    srv.stop(grace=30)
 
 
 @pytest.mark.slow
-def test_a_tracking_server_restart_loses_nothing(server: Server, tmp_path: Path,
+def test_a_tracking_server_restart_loses_nothing(server: MlflowServer, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # the values the Tracker would set, set here so that they do not outlive the test
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    tracker = Tracker(server.url, tmp_path / "state", flush_every=20)
+    tracker = Tracker(server.uri, tmp_path / "state", flush_every=20)
     parent = tracker.start_sweep("blip", "h", "", [], driver=True)
     run = tracker.start_cell(parent, "c", "c", {"lr": 1e-3})
     outage: dict[str, float] = {}
 
     def blip() -> None:
         time.sleep(1.0)
-        server.stop()
+        server.stop(grace=30)  # SIGTERM, as a restart does
         outage["down"] = time.monotonic()
         time.sleep(10)
         server.start()
