@@ -321,10 +321,10 @@ class VariantBudget:
 
 def read_budgets(url: str, experiment: str) -> list[VariantBudget]:
     """Per variant, the latest search of ``experiment`` in the study storage at ``url`` (empty when none)."""
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return []  # no search ever ran here: optuna is not even imported (ablate report, dashboard of a grid)
     import optuna
 
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        return []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(url)
     summaries = [s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
