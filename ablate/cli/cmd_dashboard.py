@@ -48,7 +48,7 @@ def command(spec: str | None, experiments: tuple[str, ...], output: Path | None,
     if len(experiments) == 1:  # a search's experiment: what each variant's study spent
         from ablate.tune import read_budgets, storage_url
 
-        budgets = list(read_budgets(storage_url(uri, state_dir), experiments[0]))
+        budgets = read_budgets(storage_url(uri, state_dir), experiments[0])
     out = build_dashboard(spec, list(experiments) or None, uri, output, state_dir=state_dir, stats=stats,
                           interactive=False if static else None, budgets=budgets)
     cells = int(stats.get("cells", 0))
