@@ -14,7 +14,7 @@ What is timed, per model and norm (the device drained before and after each time
 
 - **bare loop**: a hand-written loop of the same recipe on one fixed batch already on the GPU —
   ``model(lq)``, L1, ``zero_grad``, ``backward``, ``Adam.step``, the schedule, the EMA lerp;
-- **Trainer, fixed batch**: ablate's loop iteration (``Trainer.step``, ``probe``, ``evaluate``, ``log``;
+- **Trainer, fixed batch**: ablate's loop iteration (``Trainer.step``, ``probe``, ``evaluate``, ``end_step``;
   none of the periodic work is due in the window) on that same fixed batch: ablate's own overhead,
   target ≤ 1.03 × bare loop;
 - **Trainer**: the same with the real data path (batches cut and degraded on the CPU, two prepared
@@ -154,13 +154,12 @@ def fixed_batch(cfg: dict[str, Any], device: torch.device) -> tuple[torch.Tensor
 def bare_loop(cfg: dict[str, Any], device: torch.device) -> Callable[[int], None]:
     """One step of a hand-written loop of the cell's recipe, on a fixed batch on the device."""
     from ablate.backbones import build_backbone
-    from ablate.norms import resolve_norm
     from ablate.spec import CellSpec
     from ablate.tasks import resolve_task
 
     spec = CellSpec.from_config(cfg)
     tr = spec.train
-    model = build_backbone(spec.backbone, resolve_norm(spec.norm.to_config(), spec.rescale),
+    model = build_backbone(spec.backbone, spec.norm_variant(),
                            resolve_task(spec.task).scale).to(device).train()
     params = list(model.parameters())
     ema_params = list(copy.deepcopy(model).requires_grad_(False).parameters()) if tr.ema else []
@@ -188,7 +187,7 @@ def trainer_loop(trainer: Any) -> Callable[[int], None]:
     def iteration(step: int) -> None:
         grad_norm = trainer.step(step)
         traces = trainer.probe(step)
-        trainer.log(step, trainer.evaluate(step), traces, grad_norm)
+        trainer.end_step(step, trainer.evaluate(step), traces, grad_norm)
 
     return iteration
 

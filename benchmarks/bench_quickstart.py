@@ -306,14 +306,13 @@ def _run_one(job: tuple[dict[str, Any], str, int]) -> dict[str, Any]:
 
 def run_signature(spec_path: Path, seeds: list[int], variants: list[str] | None, jobs: int,
                   threads: int = 1) -> list[dict[str, Any]]:
-    from ablate.norms import resolve_norm
     from ablate.spec import expand
 
     spec = _load(spec_path)
     work = []
     for seed in seeds:
         for cell in expand(spec):
-            label = resolve_norm(cell.norm.to_config(), cell.rescale).name
+            label = cell.norm_label()
             if variants is None or label in variants:
                 work.append((dataclasses.replace(cell, seed=seed).to_config(), label, threads))
     t0 = time.perf_counter()

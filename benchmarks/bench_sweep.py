@@ -154,7 +154,7 @@ def ray_startup() -> float:
     """Seconds for ``ray.init`` as ``run_sweep`` calls it (a fresh local cluster)."""
     import ray
 
-    from ablate.tune._base import init_ray
+    from ablate.tune._setup import init_ray
 
     if ray.is_initialized():
         ray.shutdown()

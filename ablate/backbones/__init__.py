@@ -12,7 +12,8 @@ drct, drct-l. Every hyperparameter of a preset can be overridden in the spec (``
 ``num_heads``, ``window_size``, ``mlp_ratio``, ``upsampler``, ``num_feat``, ``qkv_bias``, ``stdnorm``;
 HAT adds ``compress_ratio``, ``squeeze_factor``, ``conv_scale``, ``overlap_ratio``; DRCT adds ``gc``).
 
-A plugin backbone registers a factory ``factory(norm, scale, **params) -> IRModel`` in the
+A built-in backbone is one ``BACKBONES.add(key, BackbonePreset(...))`` in ``_presets`` (its family class
+named by import path, so validating it imports no torch). A plugin backbone registers a factory ``factory(norm, scale, **params) -> IRModel`` in the
 ``ablate.backbones`` entry-point group; a ``configure(params, where)`` method, if it has one, is used
 to validate params, otherwise its signature is.
 """
@@ -23,12 +24,12 @@ import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from ablate.errors import AblateError, RegistryError, SpecError
+from ablate.errors import AblateError, SpecError
+from ablate.lazy import lazy_exports
 from ablate.norms import resolve_norm
 from ablate.params import Param, check_params, split_spec
 from ablate.registry import BACKBONES
 
-from . import _presets  # noqa: F401  (registers the presets)
 from ._config import SCALES, BackboneConfig, DRCTConfig, HATConfig
 from ._presets import BackbonePreset
 
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
     from .drct import DRCT
     from .hat import HAT
     from .swinir import SwinIR
-
-# the model code imports torch: loaded on first use (PEP 562), so validating a spec does not
-_LAZY = {"IRModel": "._common", "ResidualGroup": "._common", "ResidualGroupModel": "._common",
-         "DRCT": ".drct", "HAT": ".hat", "SwinIR": ".swinir"}
 
 __all__ = [
     "DRCT",
@@ -67,10 +64,7 @@ def _split(spec: Any, where: str) -> tuple[str, dict[str, Any], str]:
 
 
 def _factory(name: str, where: str) -> Any:
-    try:
-        return BACKBONES.get(name)
-    except RegistryError as err:
-        raise SpecError(where, "a registered backbone", name, hint=str(err)) from None
+    return BACKBONES.lookup(name, where).obj
 
 
 def _check_params(factory: Any, name: str, params: dict[str, Any], where: str) -> None:
@@ -128,10 +122,8 @@ def build_backbone(spec: Any, norm: NormVariant | str | Mapping[str, Any], scale
         raise AblateError(f"backbone {name!r}: its factory returned {type(model).__name__}, not an IRModel")
     return cast("IRModel", model)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the model code imports torch: loaded on first use, so validating a spec does not
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "IRModel": "._common", "ResidualGroup": "._common", "ResidualGroupModel": "._common",
+    "DRCT": ".drct", "HAT": ".hat", "SwinIR": ".swinir"})
+BACKBONES.declare_package(__name__)

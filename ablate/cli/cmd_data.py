@@ -59,15 +59,15 @@ def prepare(folder: Path, out: Path | None, tile: int, stride: int | None) -> No
         tiles = f"{n_tiles} tile{'s' if n_tiles != 1 else ''}"
         click.echo(f"[{k + 1:>{len(str(n))}}/{n}] {entry.name}  {w}×{h}  {tiles}  {time.perf_counter() - t0:.1f} s")
 
-    store = prepare_folder(folder, out, tile=tile, stride=stride, progress=progress)
-    n = len(store.names)
-    click.echo(f"prepared {n} image{'s' if n != 1 else ''}: {store.n_tiles} tiles of {store.tile}×{store.tile} "
-               f"(stride {store.stride}), {_size(store.nbytes)} ({store.nbytes / decoded:.2f}× the decoded "
-               f"images) in {store.root} ({time.perf_counter() - t0:.1f} s)")
+    prepared = prepare_folder(folder, out, tile=tile, stride=stride, progress=progress)
+    n = len(prepared.names)
+    click.echo(f"prepared {n} image{'s' if n != 1 else ''}: {prepared.n_tiles} tiles of {prepared.tile}×{prepared.tile} "
+               f"(stride {prepared.stride}), {_size(prepared.nbytes)} ({prepared.nbytes / decoded:.2f}× the decoded "
+               f"images) in {prepared.root} ({time.perf_counter() - t0:.1f} s)")
     if out is None:
-        click.echo(f"the folder dataset with path: {store.source} now reads it")
+        click.echo(f"the folder dataset with path: {prepared.source} now reads it")
     else:
-        click.echo(f"use it with data: {{name: folder, path: {store.source}, prepared: {store.root}}}")
+        click.echo(f"use it with data: {{name: folder, path: {prepared.source}, prepared: {prepared.root}}}")
 
 
 def _size(n: int) -> str:

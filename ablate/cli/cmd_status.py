@@ -30,7 +30,6 @@ def command(file: str, state_dir: Path, tracking_uri: str | None) -> None:
     <time>)` rather than running; the next `ablate run` or `ablate resume` records it as killed and
     continues it from its checkpoint.
     """
-    from ablate.norms import check_norm
     from ablate.report import table
     from ablate.spec import expand
     from ablate.track import RunStore, latest_per_cell, resolve_tracking_uri
@@ -50,7 +49,7 @@ def command(file: str, state_dir: Path, tracking_uri: str | None) -> None:
         counts[status] = counts.get(status, 0) + 1
         m = r["metrics"] if r else {}
         rows.append({
-            "cell": c.id, "norm": check_norm(c.norm.to_config(), c.rescale).name,
+            "cell": c.id, "norm": c.norm_label(),
             "backbone": c.backbone.label(), "task": c.task.label(), "seed": str(c.seed),
             "status": f"stale ({stale})" if stale else status,
             "psnr": _fmt(m.get("final/psnr", m.get("val/psnr")), ".2f"),

@@ -13,15 +13,18 @@ test images; a folder's every image) and :func:`eval_pairs` (whole images, one a
 ``ablate data prepare FOLDER`` (:func:`prepare_folder`) decodes a folder once into a memory-mapped
 store that the ``folder`` dataset then samples training patches from (the same batches, no decoding).
 Missing, empty or unreadable folders/files and unmatched pairs raise :class:`ablate.errors.DataError`.
-Importing this package imports no torch (the CLI validates datasets without it); the sampler,
-which makes tensors, loads on first use.
+A built-in dataset is added in one place, ``@DATASETS.register("key")`` on its class in a module of
+this package. Importing this package imports no torch (the CLI validates datasets without it); the
+sampler, which makes tensors, loads on first use.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import _folder, _skimage  # noqa: F401  (register the built-ins)
+from ablate.lazy import lazy_exports
+from ablate.registry import DATASETS
+
 from ._base import Dataset, Source, resolve_dataset
 from ._folder import FolderDataset, PairedDataset
 from ._io import IMAGE_EXTS, clear_cache, read_image
@@ -31,9 +34,6 @@ from ._testsets import resolve_test_set
 
 if TYPE_CHECKING:
     from ._sampler import PairSampler, crop_pair, eval_pairs, probe_batch, validation_pairs
-
-# torch at module level: imported on first use (PEP 562)
-_LAZY = {name: "._sampler" for name in ("PairSampler", "crop_pair", "eval_pairs", "probe_batch", "validation_pairs")}
 
 __all__ = [
     "IMAGE_EXTS",
@@ -61,10 +61,7 @@ __all__ = [
     "validation_pairs",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# torch at module level: imported on first use
+__getattr__, __dir__ = lazy_exports(__name__, {name: "._sampler" for name in (
+    "PairSampler", "crop_pair", "eval_pairs", "probe_batch", "validation_pairs")})
+DATASETS.declare_package(__name__)

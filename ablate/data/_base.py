@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ablate.errors import RegistryError, SpecError, did_you_mean
+from ablate.errors import SpecError
 from ablate.params import Param, check_params, split_spec
 from ablate.registry import DATASETS
 
@@ -110,13 +110,7 @@ def resolve_dataset(spec: Any, *, where: str = "data") -> Dataset:
         return spec
     name, params = split_spec(spec, where, "dataset")
     name_path = f"{where}.name" if not isinstance(spec, str) else where
-    try:
-        cls = DATASETS.get(name)
-    except RegistryError:
-        valid = DATASETS.keys()
-        suggestion = did_you_mean(name, valid).strip(" ()")
-        hint = (f"{suggestion}; " if suggestion else "") + "valid: " + ", ".join(valid)
-        raise SpecError(name_path, "a registered dataset", name, hint=hint) from None
+    cls = DATASETS.lookup(name, name_path).obj
     if not (isinstance(cls, type) and issubclass(cls, Dataset)):
         raise SpecError(name_path, "a Dataset subclass registered under this key", name)
     return cls(_where=where, **params)

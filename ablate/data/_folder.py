@@ -74,8 +74,8 @@ class FolderDataset(Dataset):
         self.params["path"] = str(root)
         files = list_images(root, self.key("path"))
         items = [file_source(f, image_size(f)) for f in files]
-        self.store = find_store(root, files, p["prepared"], self.key("prepared"))
-        self.params["prepared"] = None if self.store is None else str(self.store.root)
+        self.prepared = find_store(root, files, p["prepared"], self.key("prepared"))
+        self.params["prepared"] = None if self.prepared is None else str(self.prepared.root)
         if p["val_path"] is not None:
             val_root = Path(p["val_path"]).expanduser().resolve()
             self.params["val_path"] = str(val_root)
@@ -83,8 +83,8 @@ class FolderDataset(Dataset):
             self.val = [file_source(f, image_size(f)) for f in list_images(val_root, self.key("val_path"))]
         else:
             self.train, self.val = _split(items, p["val_fraction"], self.key("path"), str(root))
-        if self.store is not None:
-            self.train = [_tiled(src, self.store) for src in self.train]
+        if self.prepared is not None:
+            self.train = [_tiled(src, self.prepared) for src in self.train]
 
 
 def _tiled(src: Source, store: PreparedStore) -> Source:

@@ -91,7 +91,6 @@ def build_model(cell: CellSpec, state: Mapping[str, Any]) -> tuple[nn.Module, st
     """The cell's model with the checkpoint's final weights — its EMA when it trained with one — in
     eval mode; and which weights they are (``"ema"`` or ``"model"``)."""
     from ablate.backbones import build_backbone
-    from ablate.norms import resolve_norm
     from ablate.tasks import resolve_task
 
     saved = state.get("cell")
@@ -102,7 +101,7 @@ def build_model(cell: CellSpec, state: Mapping[str, Any]) -> tuple[nn.Module, st
             saved_id = "?"
         if saved_id != cell.id:
             raise AblateError(f"the checkpoint belongs to cell {saved_id}, not {cell.id}")
-    model = build_backbone(cell.backbone, resolve_norm(cell.norm.to_config(), cell.rescale),
+    model = build_backbone(cell.backbone, cell.norm_variant(),
                            resolve_task(cell.task).scale)
     weights = "ema" if state.get("ema") is not None else "model"
     try:

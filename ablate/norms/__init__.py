@@ -8,23 +8,25 @@
 Built-ins: token_ln, global_ln, rms_norm, batch_norm, instance_norm, group_norm, layer_scale,
 rezero, dyt, affine, none, and the preset i_ln (global_ln + rescale + affine embed/final norms).
 
-Importing this package imports no torch: the built-ins are declared (``_builtins``) and
-:func:`check_norm` validates a spec against the declarations; the classes (``Normalizer``,
-``NormVariant``, the normalizers) load on first use.
+A built-in normalizer is added in one place, ``@NORMS.register("key")`` on its class in a module of
+this package. Importing this package imports no torch: its modules' decorators, ``sigma`` and
+``PARAMS`` are read from their source (``NORMS.declare_package``, ``NormInfo.read``) and
+:func:`check_norm` validates a spec against them; the classes (``Normalizer``, ``NormVariant``, the
+normalizers) load on first use. Presets are registered in ``_presets``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import _builtins  # noqa: F401  (declares the built-ins)
+from ablate.lazy import lazy_exports
+from ablate.registry import NORMS
+
 from ._info import RESIDUAL_SITES, SIGMA_SHAPES, SITES, NormInfo, NormPreset
 from ._resolve import NormChoice, check_norm, resolve_norm
 
 if TYPE_CHECKING:
     from ._base import Normalizer, NormVariant
-
-_LAZY = {"Normalizer": "._base", "NormVariant": "._base"}  # torch: imported on first use (PEP 562)
 
 __all__ = [
     "RESIDUAL_SITES",
@@ -39,10 +41,6 @@ __all__ = [
     "resolve_norm",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# torch: imported on first use
+__getattr__, __dir__ = lazy_exports(__name__, {"Normalizer": "._base", "NormVariant": "._base"})
+NORMS.declare_package(__name__, info=NormInfo.read)

@@ -2,6 +2,7 @@
 
     from ablate.norms import NormInfo
     from ablate.params import Param
+from ablate.registry import Registration, Unreadable
     NormInfo("GroupNorm", "sample_channel", {"groups": Param(4, int, "channel groups")})
 
 ``ablate validate`` and ``ablate plan`` check every norm of a grid against these declarations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.params import Param
+from ablate.registry import Registration, Unreadable
 
 # What a normalizer's σ is computed over, hence how it broadcasts onto a (B, L, C) branch output.
 SIGMA_SHAPES = {
@@ -43,6 +45,27 @@ class NormInfo:
     def of(cls, normalizer: Any) -> NormInfo:
         """The info of a normalizer class (a plugin's, or a built-in once imported)."""
         return cls(normalizer.__name__, normalizer.sigma, dict(normalizer.PARAMS))
+
+    @classmethod
+    def read(cls, found: Registration) -> NormInfo | None:
+        """The info of a built-in normalizer as its source states it, without importing it (torch):
+        ``sigma`` and ``PARAMS`` from the class body, else from its bases in the same module, else
+        ``Normalizer``'s (None and {}). None when the source does not state them as plain values
+        (``Param(...)`` calls and literals): validating that norm then imports its class.
+        tests/registry/test_declared.py checks that every built-in is read and equals :meth:`of`."""
+        try:
+            sigma = found.class_attribute("sigma", _SOURCE_NAMES, {"Normalizer": None})
+            params = found.class_attribute("PARAMS", _SOURCE_NAMES, {"Normalizer": {}})
+        except Unreadable:
+            return None
+        if (sigma is not None and sigma not in SIGMA_SHAPES) or not isinstance(params, dict):
+            return None
+        return cls(found.qualname, sigma, params)
+
+
+# What a normalizer's source may name in ``sigma`` and ``PARAMS`` for NormInfo.read to read it.
+_SOURCE_NAMES: dict[str, Any] = {"Param": Param, "float": float, "int": int, "str": str, "bool": bool,
+                                 "list": list, "object": object}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ablate.errors import RegistryError, SpecError
+from ablate.errors import SpecError
 from ablate.params import check_params, split_spec
 from ablate.registry import NORMS
 
@@ -35,10 +35,7 @@ class NormChoice:
 
 def _info(key: str, where: str) -> NormInfo | NormPreset:
     """What ``key`` declares; a declared built-in's class is not imported (a plugin's module is)."""
-    try:
-        entry = NORMS.entry(key)
-    except RegistryError as err:
-        raise SpecError(where, "a registered norm", key, hint=str(err)) from None
+    entry = NORMS.lookup(key, where)
     if isinstance(entry.info, NormInfo):
         return entry.info
     obj = entry.obj

@@ -71,7 +71,7 @@ def lookup(key: str) -> Listing | None:
     return Listing(rows, error) if isinstance(error, str) else None
 
 
-def store(key: str, listing: Listing) -> None:
+def save(key: str, listing: Listing) -> None:
     """Keep ``listing`` under fingerprint ``key``; written atomically, and silently not at all when the
     cache folder is not writable."""
     records = _records()

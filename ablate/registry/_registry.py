@@ -10,17 +10,17 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from ablate.errors import RegistryError, did_you_mean
+from ablate.errors import RegistryError, SpecError, did_you_mean
 
-from . import _plugin_cache
+from . import _plugin_cache, _scan
 
 T = TypeVar("T")
 
 _BUILTIN_SOURCE = "ablate"
-# Modules that register (or declare, see Registry.declare) the built-in components of each axis;
-# imported on first lookup so that `import ablate.registry` stays cheap. They import no torch: the
-# CLI lists and validates components without it.
-_BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
+# The packages that hold the built-in components of each axis, imported on first lookup so that
+# `import ablate.registry` stays cheap. Each declares its modules' components on import
+# (Registry.declare_package) and imports no torch: the CLI lists and validates components without it.
+_BUILTIN_PACKAGES: dict[str, tuple[str, ...]] = {
     "norms": ("ablate.norms",),
     "backbones": ("ablate.backbones",),
     "tasks": ("ablate.tasks",),
@@ -67,8 +67,7 @@ class _Pending:
 
 def _first_line(obj: object) -> str:
     """The docstring's first paragraph on one line (a summary wrapped over two lines stays whole)."""
-    doc = (inspect.getdoc(obj) or "").strip()
-    return " ".join(doc.split("\n\n")[0].split())
+    return _scan.summary(inspect.getdoc(obj) or "")
 
 
 def _ablate_version() -> str:
@@ -138,14 +137,39 @@ class Registry(Generic[T]):
         ``target`` is ``"module:QualName"``; importing that module must register the same object under
         ``key`` itself (its ``@register`` decorator), so a declaration cannot silently point elsewhere.
         ``description`` is its docstring's first paragraph and ``info`` what the axis needs to validate
-        a spec without importing it (a norm's :class:`~ablate.norms.NormInfo`);
-        tests/registry/test_declared.py compares both with the imported object.
+        a spec without importing it (a norm's :class:`~ablate.norms.NormInfo`). Built-ins are declared
+        by :meth:`declare_package`, from their decorators; tests/registry/test_declared.py compares
+        each declaration with the imported object.
         """
-        if key in self._entries:
-            raise RegistryError(f"duplicate {self.kind} key {key!r}: already registered by "
-                                f"{self._entries[key].source} ({_name_of(self._entries[key])})")
+        old = self._entries.get(key)
+        if old is not None and old._load is None and _target_of(old._obj) == target:
+            # its module was imported first and registered it: the object stays, the declaration joins it
+            self._entries[key] = replace(old, target=target, info=info)
+            return
+        if old is not None:
+            raise RegistryError(f"duplicate {self.kind} key {key!r}: already registered by {old.source} "
+                                f"({_name_of(old)})")
         self._entries[key] = Entry(self.kind, key, _BUILTIN_SOURCE, _ablate_version(), description, target, info,
                                    _load=lambda: self._import_declared(key))
+
+    def declare_package(self, package: str, *, info: Callable[[_scan.Registration], Any] | None = None) -> None:
+        """Declare every built-in that a module of ``package`` registers with ``@REG.register("key")``,
+        read from the source without importing it; import the modules that register otherwise.
+
+        Called by each built-in package's ``__init__`` (``NORMS.declare_package(__name__)``), so a
+        built-in is added in one place, its decorator, and known to ``ablate validate`` whatever was
+        imported before. ``info(registration)`` gives what the axis validates a spec with (a norm's
+        ``NormInfo``); None leaves it to the imported object. See ``_scan`` for what is read.
+        """
+        module = importlib.import_module(package)
+        name = self.kind.upper()  # NORMS, BACKBONES, ...: the name ablate.registry exports it under
+        for dotted, path in _scan.package_modules(package, list(getattr(module, "__path__", []))):
+            found, other = _scan.read_module(dotted, path.read_text(encoding="utf-8"), name)
+            if other:  # presets, aliases, keys computed at import: only running the module tells
+                importlib.import_module(dotted)
+            for reg in found:
+                self.declare(reg.key, reg.target, description=reg.description,
+                             info=info(reg) if info is not None else None)
 
     # lookup -------------------------------------------------------------------------------
     def get(self, key: str) -> T:
@@ -166,11 +190,29 @@ class Registry(Generic[T]):
                 f"{self.kind} {key!r} comes from plugin {pending.dist} {pending.version}, which failed to "
                 f"load: {pending.error}"
             )
+        raise RegistryError(f"unknown {self.noun} {key!r} ({self._choices(key)})")
+
+    def lookup(self, key: str, where: str) -> Entry[T]:
+        """The entry of ``key`` as a spec names it at key path ``where``: :meth:`entry`, with a key that
+        is not there a :class:`SpecError` (``norm.name: expected a registered norm, got 'tok_ln'
+        (did you mean 'token_ln'?; valid: …)``), or the plugin's import error when it failed to load."""
+        try:
+            return self.entry(key)
+        except RegistryError as err:
+            pending = self._pending.get(key)
+            hint = str(err) if pending is not None and pending.error else self._choices(key)
+            raise SpecError(where, f"a registered {self.noun}", key, hint=hint) from None
+
+    @property
+    def noun(self) -> str:
+        """One of this registry's components: "norm", "backbone", "dataset"."""
+        return self.kind[:-1] if self.kind.endswith("s") else self.kind
+
+    def _choices(self, key: str) -> str:
+        """"did you mean 'x'?; valid: a, b, c" for a key that is not there."""
         valid = self.keys()
-        raise RegistryError(
-            f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {key!r}"
-            f"{did_you_mean(key, valid)}; valid: {', '.join(valid)}"
-        )
+        suggestion = did_you_mean(key, valid).strip(" ()")
+        return f"{suggestion}; " * bool(suggestion) + f"valid: {', '.join(valid)}"
 
     def __contains__(self, key: object) -> bool:
         self._load_builtins()
@@ -212,7 +254,7 @@ class Registry(Generic[T]):
             key = _plugin_cache.fingerprint(self.group, pending.name, pending.value, pending.dist, pending.version)
             listing = _plugin_cache.lookup(key)
             if listing is None:  # imported as entries() does; its entries and error are now the registry's
-                _plugin_cache.store(key, self._import_listed(pending))
+                _plugin_cache.save(key, self._import_listed(pending))
                 continue
             if listing.error:
                 failed.append((pending.name, f"{pending.dist} {pending.version}".strip(), listing.error))
@@ -254,7 +296,7 @@ class Registry(Generic[T]):
         if self._builtins_loaded:
             return
         self._builtins_loaded = True
-        for module in _BUILTIN_MODULES.get(self.kind, ()):
+        for module in _BUILTIN_PACKAGES.get(self.kind, ()):
             importlib.import_module(module)
 
     def _import_declared(self, key: str) -> T:

@@ -11,31 +11,28 @@ N(0, 1)). Gradient clipping, the paper's other stabilizer, is the train option `
 Plugins register under the entry-point group ``ablate.regularizers``; each declares its parameters
 (``weight`` among them) in ``PARAMS``.
 
-Importing this package imports no torch: the built-ins are declared (``_builtins``), and the classes
-and functions load on first use (``ablate plugins`` lists them without torch).
+A built-in is added in one place, ``@REGULARIZERS.register("key")`` on its class in a module of this
+package. Importing this package imports no torch: those decorators are read from the source
+(``REGULARIZERS.declare_package``), and the classes and functions load on first use (``ablate
+plugins`` lists them without torch).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import _builtins  # noqa: F401  (declares the built-ins)
+from ablate.lazy import lazy_exports
+from ablate.registry import REGULARIZERS
 
 if TYPE_CHECKING:
     from ._base import NoRegularizer, Regularizer, build_regularizer, resolve_regularizer
     from ._feature_kl import FeatureKL, feature_kl, gaussian_kl
 
-# torch at module level: imported on first use (PEP 562)
-_LAZY = {**{name: "._base" for name in ("NoRegularizer", "Regularizer", "build_regularizer", "resolve_regularizer")},
-         **{name: "._feature_kl" for name in ("FeatureKL", "feature_kl", "gaussian_kl")}}
-
 __all__ = ["FeatureKL", "NoRegularizer", "Regularizer", "build_regularizer", "feature_kl", "gaussian_kl",
            "resolve_regularizer"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# torch at module level: imported on first use
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **{name: "._base" for name in ("NoRegularizer", "Regularizer", "build_regularizer", "resolve_regularizer")},
+    **{name: "._feature_kl" for name in ("FeatureKL", "feature_kl", "gaussian_kl")}})
+REGULARIZERS.declare_package(__name__)

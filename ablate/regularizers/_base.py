@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ablate.errors import RegistryError, SpecError
+from ablate.errors import SpecError
 from ablate.params import Param, check_params, split_spec
 from ablate.registry import REGULARIZERS
 
@@ -74,10 +74,7 @@ class NoRegularizer(Regularizer):
 
 
 def _regularizer_class(name: str, where: str) -> type[Regularizer]:
-    try:
-        obj = REGULARIZERS.get(name)
-    except RegistryError as err:
-        raise SpecError(where, "a registered regularizer", name, hint=str(err)) from None
+    obj = REGULARIZERS.lookup(name, where).obj
     if not (isinstance(obj, type) and issubclass(obj, Regularizer)):
         raise SpecError(where, "a Regularizer subclass registered under this key", name)
     return obj

@@ -11,7 +11,7 @@ report`` imports none of them). MLflow is read through :mod:`ablate.track` (:cla
 
 from __future__ import annotations
 
-from typing import Any
+from ablate.lazy import lazy_exports
 
 # Attributes load on first use (PEP 562): ``ablate.report._cellplot`` is imported by the sweep for
 # one plot per cell and should not pay for jinja2 and the dashboard's figures.
@@ -23,15 +23,4 @@ _EXPORTS = {
     "signal_summary": "._signal", "budget_text": "._budget",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ablate.errors import AblateError, RegistryError, SpecError, closest
+from ablate.errors import AblateError, RegistryError, SpecError
 
 from ._types import Component
 
@@ -51,11 +51,8 @@ def check_registered(axis: str, comp: Component, where: str) -> None:
     """SpecError (with did-you-mean and the valid names) unless ``comp.name`` is a registry key of ``axis``."""
     from ablate.registry import BACKBONES, DATASETS, NORMS
 
-    keys = list({"norm": NORMS, "backbone": BACKBONES, "data": DATASETS}[axis].keys())
-    if comp.name not in keys:
-        near = closest(comp.name, keys)
-        hint = (f"did you mean {near!r}? " if near else "") + f"valid: {', '.join(keys)}"
-        raise SpecError(f"{where}.name" if comp.params else where, f"a registered {axis}", comp.name, hint=hint)
+    {"norm": NORMS, "backbone": BACKBONES, "data": DATASETS}[axis].lookup(
+        comp.name, f"{where}.name" if comp.params else where)
 
 
 def check_component(axis: str, comp: Component, where: str) -> None:

@@ -17,11 +17,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import SpecError
 
 from ._fields import build_dataclass
+
+if TYPE_CHECKING:
+    from ablate.norms import NormVariant
 
 
 def _freeze(value: Any) -> Any:
@@ -187,6 +190,19 @@ class CellSpec:
     def id(self) -> str:
         blob = json.dumps(self.to_config(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+    def norm_label(self) -> str:
+        """The norm variant's label (``token_ln``, ``global_ln+rescale``, ``i_ln``): the run name's first
+        part and the ``ablate.norm`` tag. Checked against the registry's declarations: imports no torch."""
+        from ablate.norms import check_norm
+
+        return check_norm(self.norm.to_config(), self.rescale).name
+
+    def norm_variant(self) -> NormVariant:
+        """The norm variant a model of this cell is built with (imports the normalizer classes: torch)."""
+        from ablate.norms import resolve_norm
+
+        return resolve_norm(self.norm.to_config(), self.rescale)
 
     @property
     def pairing_key(self) -> str:

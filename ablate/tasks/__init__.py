@@ -15,15 +15,19 @@ Built-ins (registry key → parameters; aliases in brackets):
 - ``db``: kernel gauss|motion, sigma, size, noise [db-gauss, db-motion]; RGB, crop 0.
 - ``derain``: density, length, angle, intensity, synthetic streaks; Y, crop 0.
 
-Importing this package imports no torch (``ablate validate`` resolves tasks without it): the task
-modules import it inside the functions that degrade images.
+A built-in task is added in one place: ``@TASKS.register("key")`` on its class in a module of this
+package, and its aliases (``TASKS.add("sr-x2", TaskPreset(...))``) in that module. Importing this
+package imports no torch (``ablate validate`` resolves tasks without it): the task modules import it
+inside the functions that degrade images.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import _blur, _jpeg, _noise, _rain, _sr  # noqa: F401  (register the built-ins)
+from ablate.lazy import lazy_exports
+from ablate.registry import TASKS
+
 from ._base import Task, TaskPreset, resolve_task
 from ._blur import DeblurTask, convolve, gaussian_kernel, motion_kernel, symmetric_pad
 from ._jpeg import JPEGTask, jpeg_roundtrip
@@ -34,13 +38,7 @@ from ._sr import SRTask
 if TYPE_CHECKING:
     from ._resize import imresize, resize_weights
 
-_LAZY = {"imresize": "._resize", "resize_weights": "._resize"}  # torch at module level: on first use (PEP 562)
-
-ALIASES = ("sr-x2", "sr-x3", "sr-x4", "dn-s15", "dn-s25", "dn-s50", "car-q10", "car-q20", "car-q30",
-           "car-q40", "db-gauss", "db-motion", "derain")
-
 __all__ = [
-    "ALIASES",
     "DeblurTask",
     "DenoiseTask",
     "DerainTask",
@@ -58,10 +56,6 @@ __all__ = [
     "symmetric_pad",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# torch at module level: imported on first use
+__getattr__, __dir__ = lazy_exports(__name__, {"imresize": "._resize", "resize_weights": "._resize"})
+TASKS.declare_package(__name__)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ablate.errors import RegistryError, SpecError, did_you_mean
+from ablate.errors import SpecError
 from ablate.params import Param, check_params, split_spec
 from ablate.registry import TASKS
 
@@ -142,13 +142,7 @@ def _fmt(v: Any) -> str:
 
 
 def _task_class(name: str, where: str) -> type[Task] | TaskPreset:
-    try:
-        obj = TASKS.get(name)
-    except RegistryError:
-        valid = TASKS.keys()
-        suggestion = did_you_mean(name, valid).strip(" ()")
-        hint = (f"{suggestion}; " if suggestion else "") + "valid: " + ", ".join(valid)
-        raise SpecError(where, "a registered task", name, hint=hint) from None
+    obj = TASKS.lookup(name, where).obj
     if isinstance(obj, TaskPreset) or (isinstance(obj, type) and issubclass(obj, Task)):
         return obj
     raise SpecError(where, "a Task subclass or TaskPreset registered under this key", name)

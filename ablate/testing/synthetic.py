@@ -197,11 +197,9 @@ def experiment_cells(cells: Sequence[CellSpec], outcomes: Mapping[str, str] | No
     """Synthetic runs of a real experiment's cells (``expand(load_experiment(FILE))``), under their own
     ids, so ``ablate status FILE`` and the dashboards find them. Traces follow each cell's own
     ``probes.every``, ``train.eval_every`` and ``train.steps``; ``outcomes``: cell id -> status."""
-    from ablate.norms import check_norm  # the variant label, from the declarations (no torch)
-
     out = []
     for spec in cells:
-        label = check_norm(spec.norm.to_config(), spec.rescale).name
+        label = spec.norm_label()  # from the declarations: no torch
         every = max(1, spec.probes.every)
         cell = make_cell(label, spec.seed, backbone=spec.backbone.label(), task=spec.task.label(),
                          steps=max(2, spec.train.steps // every), probe_every=every, eval_every=spec.train.eval_every,

@@ -44,7 +44,7 @@ class Cell:
 
         self.spec = spec
         tr = spec.train
-        self.variant = resolve_norm(spec.norm.to_config(), spec.rescale)
+        self.variant = spec.norm_variant()
         self.task = resolve_task(spec.task)
         self.dataset = resolve_dataset(spec.data)
         scale = self.task.scale

@@ -17,11 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, SpecError
 from ablate.spec import CellSpec
 
 from ._reporter import Trace
 from ._schedule import lr_lambda
+
+# train.optimizer.name -> its class; the spec accepts exactly these names (tests/train/test_names.py)
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 # How one checkpoint key is read from a TrainState and put back into one.
 _Entry: TypeAlias = "tuple[Callable[[TrainState], Any], Callable[[TrainState, Any], None]]"
@@ -107,7 +110,9 @@ class TrainState:
         gradient scaler."""
         tr = spec.train
         ema = copy.deepcopy(model).eval().requires_grad_(False) if tr.ema > 0 else None
-        opt_cls = torch.optim.AdamW if tr.optimizer.name == "adamw" else torch.optim.Adam
+        if tr.optimizer.name not in OPTIMIZERS:  # a CellSpec built in code skips the YAML's validation
+            raise SpecError("train.optimizer.name", f"one of {', '.join(OPTIMIZERS)}", tr.optimizer.name)
+        opt_cls = OPTIMIZERS[tr.optimizer.name]
         optimizer = opt_cls(model.parameters(), lr=tr.optimizer.lr, betas=tr.optimizer.betas,
                             weight_decay=tr.optimizer.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tr.schedule, tr.steps))

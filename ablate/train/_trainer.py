@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ablate.errors import SpecError
 from ablate.probes import Probe
 from ablate.regularizers import build_regularizer
 from ablate.spec import CellSpec
@@ -49,12 +50,18 @@ class Diverged(Exception):
     """Raised inside the loop when the divergence guard fires."""
 
 
+def _charbonnier(pred: Tensor, gt: Tensor) -> Tensor:
+    return torch.sqrt((pred - gt) ** 2 + 1e-6).mean()  # eps 1e-3
+
+
+# train.loss -> the data loss; the spec accepts exactly these names (tests/train/test_names.py)
+LOSSES: dict[str, Any] = {"l1": F.l1_loss, "charbonnier": _charbonnier, "mse": F.mse_loss}
+
+
 def _loss_fn(name: str) -> Any:
-    if name == "l1":
-        return F.l1_loss
-    if name == "mse":
-        return F.mse_loss
-    return lambda pred, gt: torch.sqrt((pred - gt) ** 2 + 1e-6).mean()  # charbonnier, eps 1e-3
+    if name not in LOSSES:  # a CellSpec built in code skips the YAML's validation
+        raise SpecError("train.loss", f"one of {', '.join(LOSSES)}", name)
+    return LOSSES[name]
 
 
 # train.amp → the forward pass's autocast dtype (None: float32 throughout). The norms accumulate their
@@ -148,7 +155,7 @@ class Trainer:
         for step in range(self.state.step + 1, self.spec.train.steps + 1):
             grad_norm = self.step(step)
             traces = self.probe(step)
-            self.log(step, self.evaluate(step), traces, grad_norm)
+            self.end_step(step, self.evaluate(step), traces, grad_norm)
 
     def step(self, step: int) -> Tensor | None:
         """One optimisation step on the batch of ``step``; the gradient norm when ``train.grad_clip`` is set."""
@@ -233,8 +240,10 @@ class Trainer:
         self.state.best_psnr = max(self.state.best_psnr, val_psnr)
         return {"val/psnr": val_psnr, "val/ssim": val_ssim}
 
-    def log(self, step: int, metrics: dict[str, float], traces: Trace | None, grad_norm: Tensor | None) -> None:
-        """Report ``step`` when anything is due, adding the loss since the last report; checkpoint when due.
+    def end_step(self, step: int, metrics: dict[str, float], traces: Trace | None, grad_norm: Tensor | None
+                 ) -> None:
+        """What is due after ``step``: its report (with the loss since the last one) when anything is to
+        report, and a checkpoint every ``train.checkpoint_every`` steps (saved with the report).
 
         The last step's checkpoint is left to ``run()``, which saves it after the final evaluation.
         """

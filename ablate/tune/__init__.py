@@ -10,9 +10,9 @@ This is the only subpackage that imports ``ray``.
 
 from __future__ import annotations
 
-from ._base import SweepOptions, SweepSummary
 from ._eval import RayEvalRunner
 from ._search import SearchSummary, run_search, search_preview
+from ._setup import SweepOptions, SweepSummary
 from ._studies import VariantBudget, read_budgets, storage_url
 from ._sweep import run_sweep
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._base import SweepOptions, init_ray, trial_resources
+from ._setup import SweepOptions, init_ray, trial_resources
 
 if TYPE_CHECKING:
     from ablate.evaluate import EvalJob, JobResult, OnJob, OnSet

@@ -12,7 +12,7 @@ from ablate.errors import AblateError
 from ablate.naming import safe_name
 from ablate.status import CellStatus
 
-from ._base import (
+from ._setup import (
     Setup,
     SweepOptions,
     SweepSummary,

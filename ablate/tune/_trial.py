@@ -33,15 +33,15 @@ WARNING = "ablate/warning"  # something the user should know that did not stop t
 class RayReporter:
     """Turns trial-engine reports into ``tune.report`` calls (one per reported step)."""
 
-    def __init__(self, cell_id: str, store: CheckpointStore) -> None:
+    def __init__(self, cell_id: str, checkpoints: CheckpointStore) -> None:
         self.cell_id = cell_id
-        self.store = store
+        self.checkpoints = checkpoints
 
     def report(self, step: int, metrics: dict[str, float], traces: Any = None, checkpoint: Path | None = None
                ) -> None:
         tune.report({STEP: step, CELL: self.cell_id, **metrics, **flatten_traces(traces)})
         if checkpoint is not None:  # after the report: a retry from it never skips this step's metrics
-            self.store.commit(self.cell_id, checkpoint, step)
+            self.checkpoints.commit(self.cell_id, checkpoint, step)
 
     def replay(self, history: list[dict[str, Any]]) -> None:
         """Report again, in one result, every point a resumed cell reported before its checkpoint (no
@@ -78,8 +78,8 @@ def cell_of(config: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[st
     return apply_overrides(cells[config["base"]], {k: v for k, v in config.items() if k != "base"})
 
 
-def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], store: CheckpointStore, threads: int
-               ) -> None:
+def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], checkpoints: CheckpointStore,
+               threads: int) -> None:
     """The Ray trainable: resolve the cell, resume from its checkpoint if one exists, run it.
 
     An exception in the cell's code ends it ``failed`` (class ``crash`` or ``oom``) with its traceback
@@ -99,16 +99,16 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], store: 
     try:
         spec = CellSpec.from_config(cell_of(config, cells))
         cell_id = spec.id
-        reporter = RayReporter(cell_id, store)
+        reporter = RayReporter(cell_id, checkpoints)
         # the cell's latest checkpoint from storage, wherever this trial runs (a retry: another node)
-        ckpt_dir, state = store.checkout(cell_id, discarded=reporter.warn)
+        ckpt_dir, state = checkpoints.checkout(cell_id, discarded=reporter.warn)
         trainer = Trainer(spec, reporter, checkpoint_dir=ckpt_dir)
         if state is not None:
             trainer.state.load_state_dict(state)
             reporter.replay(trainer.state.history)
         result = trainer.run()
         if result.checkpoint is not None:  # the final checkpoint and samples: stored before the final report
-            store.commit(cell_id, result.checkpoint, result.step, final=True)
+            checkpoints.commit(cell_id, result.checkpoint, result.step, final=True)
         status, reason, summary = CellStatus(result.status), result.reason, result.summary
     except Exception as err:  # the cell is recorded as failed; the sweep goes on
         failed_as, reason = in_trial(err, spec)
@@ -121,9 +121,9 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], store: 
     tune.report(final)
 
 
-def trainable(cells: dict[str, dict[str, Any]], store: CheckpointStore, cpus: float, gpus: float) -> Any:
+def trainable(cells: dict[str, dict[str, Any]], checkpoints: CheckpointStore, cpus: float, gpus: float) -> Any:
     """:func:`cell_trial` as Ray Tune runs it: the cell configs and the checkpoint store carried by
     ``tune.with_parameters`` (in Ray's object store, not in every trial's config), with each trial's resources."""
     return tune.with_resources(
-        tune.with_parameters(cell_trial, cells=cells, store=store, threads=int(max(1, cpus))),
+        tune.with_parameters(cell_trial, cells=cells, checkpoints=checkpoints, threads=int(max(1, cpus))),
         {"cpu": cpus, "gpu": gpus})

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from ablate.cli import main
 from ablate.track import Tracker
-from ablate.tune._base import ray_run_name
+from ablate.tune._setup import ray_run_name
 from ablate.tune._storage import CheckpointStore
 
 NAME = "../../x"

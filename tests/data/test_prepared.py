@@ -86,10 +86,10 @@ def test_tiles_hold_the_source_pixels(folder: Path) -> None:
 
 def test_folder_dataset_reads_the_store_with_the_same_batches(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plain = resolve_dataset({"name": "folder", "path": str(folder), "val_fraction": 0.3})
-    assert plain.store is None  # type: ignore[attr-defined]
+    assert plain.prepared is None  # type: ignore[attr-defined]
     prepare_folder(folder)
     ds = resolve_dataset({"name": "folder", "path": str(folder), "val_fraction": 0.3})
-    store = ds.store  # type: ignore[attr-defined]
+    store = ds.prepared  # type: ignore[attr-defined]
     assert store is not None and ds.params["prepared"] == str(folder / STORE_DIR)
     assert [s.key for s in ds.train] == [s.key for s in plain.train] and len(ds.val) == 2
     assert all(s.tiles is not None for s in ds.train) and all(s.tiles is None for s in ds.val)
@@ -112,7 +112,7 @@ def test_folder_dataset_reads_the_store_with_the_same_batches(folder: Path, monk
 def test_prepared_param_points_elsewhere(folder: Path, tmp_path: Path) -> None:
     prepare_folder(folder, tmp_path / "store", tile=300)
     ds = resolve_dataset({"name": "folder", "path": str(folder), "prepared": str(tmp_path / "store")})
-    assert ds.store is not None and ds.store.tile == 300  # type: ignore[attr-defined]
+    assert ds.prepared is not None and ds.prepared.tile == 300  # type: ignore[attr-defined]
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match=rf"data\.prepared: {re.escape(str(missing))} holds no prepared store"):
         resolve_dataset({"name": "folder", "path": str(folder), "prepared": str(missing)})
@@ -130,7 +130,7 @@ def test_a_changed_folder_makes_the_store_stale(folder: Path, capsys: pytest.Cap
     os.utime(folder / "c_coffee.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same bytes
     for _ in range(2):
         ds = resolve_dataset({"name": "folder", "path": str(folder), "val_fraction": 0})
-        assert ds.store is None and all(s.tiles is None for s in ds.train)  # type: ignore[attr-defined]
+        assert ds.prepared is None and all(s.tiles is None for s in ds.train)  # type: ignore[attr-defined]
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines  # once, in one line
     assert lines[0].startswith(f"warning: prepared store {folder / STORE_DIR} is stale for {folder} "
@@ -139,7 +139,7 @@ def test_a_changed_folder_makes_the_store_stale(folder: Path, capsys: pytest.Cap
     prepare_folder(folder)  # prepared again: fresh
     Image.fromarray(skdata.astronaut()).save(folder / "z_new.png")
     ds = resolve_dataset({"name": "folder", "path": str(folder)})
-    assert ds.store is None  # type: ignore[attr-defined]
+    assert ds.prepared is None  # type: ignore[attr-defined]
     assert "(1 new (e.g. z_new.png))" in capsys.readouterr().err
     (folder / "z_new.png").unlink()
     (folder / "a_astronaut.png").unlink()
@@ -148,7 +148,7 @@ def test_a_changed_folder_makes_the_store_stale(folder: Path, capsys: pytest.Cap
     # an interrupted prepare leaves a folder without index: not used, said once
     (folder / STORE_DIR / INDEX).unlink()
     ds = resolve_dataset({"name": "folder", "path": str(folder)})
-    assert ds.store is None and "an interrupted prepare?" in capsys.readouterr().err  # type: ignore[attr-defined]
+    assert ds.prepared is None and "an interrupted prepare?" in capsys.readouterr().err  # type: ignore[attr-defined]
 
 
 def test_damaged_store_is_a_one_line_error(folder: Path) -> None:

@@ -83,7 +83,6 @@ eval:
 def train_into_store(spec: Any, state: Path, *, artifacts: bool = True) -> dict[str, str]:
     """Train every cell of ``spec`` in this process and log it as ``ablate run`` does; ``{cell id: run id}``."""
     from ablate.evaluate import checkpoint_dir
-    from ablate.norms import resolve_norm
     from ablate.spec import expand, plan_rows
     from ablate.track import Tracker, cell_run_identity
     from ablate.train import CHECKPOINT_FILE, run_cell
@@ -95,7 +94,7 @@ def train_into_store(spec: Any, state: Path, *, artifacts: bool = True) -> dict[
     for cell in cells:
         ckpt = checkpoint_dir(state, spec.name, cell.id)
         result = run_cell(cell, None, checkpoint_dir=ckpt)
-        name, tags = cell_run_identity(cell, resolve_norm(cell.norm.to_config(), cell.rescale).name)
+        name, tags = cell_run_identity(cell, cell.norm_label())
         run_id = tracker.start_cell(parent, cell.id, name, cell.flat_params(), tags)
         if artifacts:
             tracker.log_artifact(run_id, ckpt / CHECKPOINT_FILE, "checkpoint")

@@ -10,7 +10,11 @@ import torch
 from skimage import data
 
 from ablate.metrics import psnr
-from ablate.tasks import ALIASES, DeblurTask, imresize, motion_kernel, resolve_task
+from ablate.registry import TASKS
+from ablate.tasks import DeblurTask, imresize, motion_kernel, resolve_task
+
+# every built-in task under the name its label gives it (the aliases, and derain, which has none)
+ALIASES = sorted({resolve_task(key).label for key in TASKS.keys() if TASKS.entry(key).source == "ablate"})
 
 # tasks whose degradation draws random numbers (the others ignore the seed)
 RANDOM = {"dn-s15", "dn-s25", "dn-s50", "db-motion", "derain"}

@@ -193,7 +193,7 @@ def _advance(trainer: Trainer, step: int) -> None:
     """One iteration of the training loop, as ``Trainer.run`` does it."""
     grad_norm = trainer.step(step)
     traces = trainer.probe(step)
-    trainer.log(step, trainer.evaluate(step), traces, grad_norm)
+    trainer.end_step(step, trainer.evaluate(step), traces, grad_norm)
 
 
 def _same(a: object, b: object) -> bool:

@@ -108,7 +108,7 @@ def test_a_resumed_cell_reports_what_an_uninterrupted_one_does(tmp_path: Path) -
     straight = run_cell(spec, Recorder(), checkpoint_dir=tmp_path / "a")
     first = Trainer(spec, Recorder(), checkpoint_dir=tmp_path / "b")
     for step in range(1, 7):
-        first.log(step, first.evaluate(step), first.probe(step), first.step(step))
+        first.end_step(step, first.evaluate(step), first.probe(step), first.step(step))
     resumed = run_cell(spec, Recorder(), checkpoint_dir=tmp_path / "b", resume_from=tmp_path / "b")
     assert resumed.summary["final/psnr"] == straight.summary["final/psnr"]
     # the hand-driven first segment skips run()'s step-0 report, which the history also holds

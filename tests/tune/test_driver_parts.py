@@ -9,7 +9,7 @@ from typing import Any
 from ablate.spec import load_experiment
 from ablate.status import CellStatus
 from ablate.tune import SweepSummary
-from ablate.tune._base import ray_run_name
+from ablate.tune._setup import ray_run_name
 from ablate.tune._storage import CheckpointStore
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from ablate.spec import load_experiment
 from ablate.tune import SweepOptions
-from ablate.tune._base import trial_resources
+from ablate.tune._setup import trial_resources
 
 EXPERIMENT = """\
 name: packed
@@ -47,7 +47,7 @@ from ray import tune
 
 from ablate.spec import load_experiment
 from ablate.tune import SweepOptions, run_sweep
-from ablate.tune._base import trial_resources
+from ablate.tune._setup import trial_resources
 from ablate.tune._trial import trainable
 
 yaml_path, state, barrier = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ablate.spec import load_experiment
 from ablate.tune import SweepOptions
-from ablate.tune._base import trial_resources
+from ablate.tune._setup import trial_resources
 
 
 def test_command_line_wins_over_the_spec_and_zero_gpus_is_a_choice(tmp_path: Path):
@@ -23,7 +23,7 @@ def test_max_retries_defaults_to_3_the_command_line_wins_and_a_bad_value_is_refu
     import pytest
 
     from ablate.errors import SpecError
-    from ablate.tune._base import max_retries
+    from ablate.tune._setup import max_retries
 
     f = tmp_path / "r.yaml"
     f.write_text("name: r\nnorm: token_ln\nbackbone: swinir-tiny\ntask: sr-x2\n")

@@ -94,10 +94,9 @@ def sweep(fresh_state: Any, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
 
 def _probe_sites(cell: Any) -> list[str]:
     from ablate.backbones import build_backbone
-    from ablate.norms import resolve_norm
     from ablate.tasks import resolve_task
 
-    model = build_backbone(cell.backbone, resolve_norm(cell.norm.to_config(), cell.rescale),
+    model = build_backbone(cell.backbone, cell.norm_variant(),
                            resolve_task(cell.task).scale)
     return list(model.probe_sites())
 
@@ -126,7 +125,6 @@ def test_one_parent_with_four_children(sweep: Sweep) -> None:
 
 
 def test_children_tags_params_and_summary_metrics(sweep: Sweep) -> None:
-    from ablate.norms import resolve_norm
 
     labels = set()
     for run in sweep.children():
@@ -134,7 +132,7 @@ def test_children_tags_params_and_summary_metrics(sweep: Sweep) -> None:
         cell = sweep.cells[tags["ablate.cell"]]
         assert run.info.status == "FINISHED"
         assert tags["ablate.status"] == "finished" and tags["ablate.reason"] == ""
-        assert tags["ablate.norm"] == resolve_norm(cell.norm.to_config(), cell.rescale).name
+        assert tags["ablate.norm"] == cell.norm_label()
         assert tags["ablate.pairing"] == cell.pairing_key
         labels.add(tags["ablate.norm"])
         # params are the flattened cell config, stringified
