@@ -3,7 +3,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from ablate.errors import SpecError
 from ablate.spec import ScheduleSpec
+
+# train.schedule.name values lr_lambda computes; the spec accepts exactly these (tests/train/test_names.py)
+SCHEDULES = ("constant", "multistep", "cosine")
 
 
 def lr_lambda(schedule: ScheduleSpec, steps: int) -> Callable[[int], float]:
@@ -11,6 +15,8 @@ def lr_lambda(schedule: ScheduleSpec, steps: int) -> Callable[[int], float]:
 
     Multistep milestones below 1 are fractions of ``steps``; ≥ 1 are step counts.
     """
+    if schedule.name not in SCHEDULES:  # a CellSpec built in code skips the YAML's validation
+        raise SpecError("train.schedule.name", f"one of {', '.join(SCHEDULES)}", schedule.name)
     warmup = schedule.warmup
     milestones = sorted(int(m * steps) if m < 1 else int(m) for m in schedule.milestones)
     floor = schedule.min_lr

@@ -1,5 +1,5 @@
-"""``train.loss`` and ``train.optimizer.name``: the spec accepts exactly the names the trainer builds, and
-any other name is a one-line error, never a silent default.
+"""``train.loss``, ``train.optimizer.name`` and ``train.schedule.name``: the spec accepts exactly the names
+the trainer builds, and any other name is a one-line error, never a silent default.
 
     .venv/bin/python -m pytest tests/train/test_names.py
 """
@@ -14,7 +14,8 @@ import torch
 
 from ablate.errors import SpecError
 from ablate.spec import CellSpec, load_experiment
-from ablate.spec._types import OptimizerSpec, TrainSpec
+from ablate.spec._types import OptimizerSpec, ScheduleSpec, TrainSpec
+from ablate.train._schedule import SCHEDULES, lr_lambda
 from ablate.train._state import OPTIMIZERS, TrainState
 from ablate.train._trainer import LOSSES, _loss_fn
 
@@ -26,6 +27,7 @@ def _choices(cls: type, name: str) -> set[str]:
 def test_the_spec_accepts_exactly_what_the_trainer_builds() -> None:
     assert _choices(TrainSpec, "loss") == set(LOSSES)
     assert _choices(OptimizerSpec, "name") == set(OPTIMIZERS)
+    assert _choices(ScheduleSpec, "name") == set(SCHEDULES)
 
 
 def test_each_loss_is_what_its_name_says() -> None:
@@ -50,3 +52,6 @@ def test_an_unknown_name_that_skipped_validation_is_an_error_at_runtime() -> Non
     sgd = dataclasses.replace(cell, train=dataclasses.replace(cell.train, optimizer=OptimizerSpec(name="sgd")))
     with pytest.raises(SpecError, match=r"train\.optimizer\.name: expected one of adam, adamw, got 'sgd'"):
         TrainState.build(torch.nn.Linear(2, 2), sgd, torch.device("cpu"))
+    with pytest.raises(SpecError, match=r"train\.schedule\.name: expected one of constant, multistep, cosine, "
+                                        r"got 'linear'"):
+        lr_lambda(ScheduleSpec(name="linear"), 10)
