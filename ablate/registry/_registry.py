@@ -212,7 +212,7 @@ class Registry(Generic[T]):
         """"did you mean 'x'?; valid: a, b, c" for a key that is not there."""
         valid = self.keys()
         suggestion = did_you_mean(key, valid).strip(" ()")
-        return f"{suggestion}; " * bool(suggestion) + f"valid: {', '.join(valid)}"
+        return (f"{suggestion}; " if suggestion else "") + f"valid: {', '.join(valid)}"
 
     def __contains__(self, key: object) -> bool:
         self._load_builtins()

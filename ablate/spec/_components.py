@@ -51,8 +51,9 @@ def check_registered(axis: str, comp: Component, where: str) -> None:
     """SpecError (with did-you-mean and the valid names) unless ``comp.name`` is a registry key of ``axis``."""
     from ablate.registry import BACKBONES, DATASETS, NORMS
 
-    {"norm": NORMS, "backbone": BACKBONES, "data": DATASETS}[axis].lookup(
-        comp.name, f"{where}.name" if comp.params else where)
+    registry = {"norm": NORMS, "backbone": BACKBONES, "data": DATASETS}[axis]
+    if comp.name not in registry:  # a plugin's key is known without importing it (--no-data-check)
+        registry.lookup(comp.name, f"{where}.name" if comp.params else where)  # raises, saying why
 
 
 def check_component(axis: str, comp: Component, where: str) -> None:
