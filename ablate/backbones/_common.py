@@ -257,10 +257,10 @@ def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float
 
 def _math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
     """softmax(q·kᵀ·scale + mask)·v as two products (the CPU path: the CPU's fused SDPA kernel returns no
-    gradient for the mask, and its math fallback adds fully-masked-row checks the bias never needs)."""
-    logits = torch.baddbmm(mask.expand(*q.shape[:-2], q.shape[-2], k.shape[-2]).flatten(0, -3),
-                           q.flatten(0, -3), k.flatten(0, -3).transpose(1, 2), alpha=scale)
-    return torch.bmm(logits.softmax(dim=-1), v.flatten(0, -3)).view(q.shape[:-1] + v.shape[-1:])
+    gradient for the mask, and its math fallback adds fully-masked-row checks the bias never needs).
+    The mask is added by broadcasting, never copied per batch."""
+    logits = torch.add(mask, torch.matmul(q, k.transpose(-2, -1)), alpha=scale)
+    return torch.matmul(logits.softmax(dim=-1), v)
 
 
 # --------------------------------------------------------------------------------------------
