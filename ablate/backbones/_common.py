@@ -16,12 +16,17 @@ attention. Window tensors are (B, nW, N, C) with N = window².
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import ClassVar, cast
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ablate.errors import SpecError
 from ablate.norms import Normalizer, NormVariant
@@ -64,62 +69,198 @@ def window_reverse(windows: Tensor, window: int, hw: tuple[int, int]) -> Tensor:
     return x.reshape(b, h, w, c)
 
 
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Reflect-pad the bottom/right of (B, C, H, W) so H and W are multiples of ``multiple``.
+def reflect_index(n: int, padded: int, device: torch.device, replicate: bool = False) -> Tensor:
+    """Indices (``padded``,) of a side of ``n`` pixels padded at its end to ``padded`` pixels.
 
-    Reflection cannot pad by more than side − 1 at once, so a small image is padded in steps; a side
-    of 1 pixel (nothing to reflect) is replicated instead.
+    Reflection without repeating the edge (``F.pad(mode="reflect")``), repeated as often as the padding
+    needs (its period is 2n − 2); with ``replicate`` (or one pixel: nothing to reflect), the edge pixel
+    repeated.
     """
-    while True:
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % multiple, (-w) % multiple
-        if not (ph or pw):
-            return x
-        if (ph and h == 1) or (pw and w == 1):
-            return F.pad(x, (0, pw, 0, ph), mode="replicate")
-        x = F.pad(x, (0, min(pw, w - 1), 0, min(ph, h - 1)), mode="reflect")
+    i = torch.arange(padded, device=device)
+    if replicate or n == 1:
+        return i.clamp(max=n - 1)
+    j = i % (2 * n - 2)
+    return torch.where(j < n, j, 2 * n - 2 - j)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad the bottom/right of (B, C, H, W) so H and W are multiples of ``multiple``, by reflection.
+
+    A gather of reflected indices (:func:`reflect_index`), so a small image is reflected as often as it
+    takes; an image with a side of one pixel to pad (nothing to reflect) is padded by replication on
+    both sides. Its backward accumulates through ``index_put`` (deterministic under
+    ``torch.use_deterministic_algorithms``), unlike ``reflection_pad2d``'s CUDA backward.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    replicate = bool((ph and h == 1) or (pw and w == 1))
+    if ph:
+        x = x[..., reflect_index(h, h + ph, x.device, replicate), :]
+    if pw:
+        x = x[..., reflect_index(w, w + pw, x.device, replicate)]
+    return x
 
 
 # --------------------------------------------------------------------------------------------
-# cached index/mask tensors (built once per window / padded size and device)
+# window tables: which token sits in which window slot, and the shifted-window mask
 # --------------------------------------------------------------------------------------------
-@lru_cache(maxsize=16)
-def relative_position_index(query_window: int, key_window: int, device: torch.device) -> Tensor:
+def relative_position_index(query_window: int, key_window: int) -> Tensor:
     """(Nq, Nk) indices into a ((wq + wk − 1)², heads) relative-position-bias table.
 
     A key window larger than the query window (HAT's overlapping cross-attention) simply widens the
-    range of offsets; with equal windows this is Swin's (2w − 1)² table.
+    range of offsets; with equal windows this is Swin's (2w − 1)² table. Built once per module, as a
+    non-persistent buffer (it moves with the module and is not part of checkpoints).
     """
-    with torch.inference_mode(False):  # cached tensors must stay usable by autograd later
-        def coords(n: int) -> Tensor:
-            grid = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-            return torch.stack(grid).flatten(1)  # (2, n²)
+    def coords(n: int) -> Tensor:
+        grid = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        return torch.stack(grid).flatten(1)  # (2, n²)
 
-        rel = coords(key_window)[:, None, :] - coords(query_window)[:, :, None]  # (2, Nq, Nk)
-        rel = rel + (query_window - 1)  # offsets now start at 0
-        side = query_window + key_window - 1
-        return (rel[0] * side + rel[1]).to(device)
+    rel = coords(key_window)[:, None, :] - coords(query_window)[:, :, None]  # (2, Nq, Nk)
+    rel = rel + (query_window - 1)  # offsets now start at 0
+    side = query_window + key_window - 1
+    return rel[0] * side + rel[1]
 
 
-@lru_cache(maxsize=32)
-def shifted_window_mask(hw: tuple[int, int], window: int, shift: int, device: torch.device) -> Tensor:
-    """(nW, N, N) additive mask for shifted windows of a padded H×W map: 0 inside a region, −100 across.
+@dataclass(frozen=True)
+class WindowTables:
+    """Index tables of one (padded H×W, window, shift): windows are cut and pasted back by one gather each.
 
-    After the cyclic shift, a window at the bottom/right border holds pixels from opposite sides of
-    the image; those must not attend to each other.
+    ``gather`` (nW·N,): the token (row-major index into H·W) in each window slot, windows in row-major
+    order and pixels row-major inside a window, the cyclic shift by −``shift`` applied — so
+    ``tokens[:, gather]`` is Swin's roll + window partition in one operation. ``to_tokens`` (L,): the
+    inverse, for outputs laid out (B, nW·N, ·); ``to_tokens_nw`` (L,): the same for outputs laid out
+    (B, N·nW, ·) (window index fastest). ``mask`` (nW, 1, N, N): 0 inside a region, −100 across (after
+    the cyclic shift a border window holds pixels from opposite sides of the image); None unshifted.
     """
-    with torch.inference_mode(False):
+
+    gather: Tensor
+    to_tokens: Tensor
+    to_tokens_nw: Tensor
+    mask: Tensor | None
+
+    @staticmethod
+    def build(hw: tuple[int, int], window: int, shift: int, device: torch.device) -> WindowTables:
+        """Pure tensor arithmetic on ``device`` (no Python loops, no host copies): traceable by torch.compile."""
         h, w = hw
-        region = torch.zeros(1, h, w, 1)
-        bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-        label = 0
-        for rows in bands:
-            for cols in bands:
-                region[:, rows, cols, :] = label
-                label += 1
-        ids = window_partition(region, window)[0, :, :, 0]  # (nW, N)
-        mask = (ids[:, :, None] != ids[:, None, :]).float() * _MASKED
-        return mask.to(device)
+        nh, nw = h // window, w // window
+        i = torch.arange(window, device=device)
+        rows = torch.arange(nh, device=device)[:, None] * window + i  # (nh, window): rows in the shifted frame
+        cols = torch.arange(nw, device=device)[:, None] * window + i
+        src_r, src_c = (rows + shift) % h, (cols + shift) % w  # where each shifted-frame pixel came from
+        gather = (src_r[:, None, :, None] * w + src_c[None, :, None, :]).reshape(-1)  # (nh, nw, win, win)
+        to_tokens = torch.argsort(gather)  # the inverse permutation
+        n = window * window
+        to_tokens_nw = (to_tokens % n) * (nh * nw) + to_tokens // n
+        mask = None
+        if shift:
+            def band(x: Tensor, side: int) -> Tensor:  # regions of the shifted frame: 0, 1, 2
+                return (x >= side - window).long() + (x >= side - shift).long()
+
+            label = (band(rows, h)[:, None, :, None] * 3 + band(cols, w)[None, :, None, :]).reshape(nh * nw, n)
+            mask = (label[:, :, None] != label[:, None, :]).float().mul_(_MASKED).unsqueeze(1)
+        return WindowTables(gather, to_tokens, to_tokens_nw, mask)
+
+
+_TABLES: OrderedDict[tuple[Any, ...], WindowTables] = OrderedDict()
+_TABLES_KEPT = 32  # padded sizes × (window, shift) pairs cached at once (evaluation sees many sizes)
+
+
+def window_tables(hw: tuple[int, int], window: int, shift: int, device: torch.device) -> WindowTables:
+    """The tables of one padded size, built once per size and device and kept (least recently used out).
+
+    Under torch.compile they are computed inside the graph instead (a few index kernels on the device,
+    never on the CPU), so a compiled step depends on no Python-side cache.
+    """
+    if torch.compiler.is_compiling():
+        return WindowTables.build(hw, window, shift, device)
+    key = (hw, window, shift, device)
+    tables = _TABLES.get(key)
+    if tables is None:
+        with torch.inference_mode(False), torch.no_grad():  # cached tensors stay usable by autograd later
+            tables = _TABLES[key] = WindowTables.build(hw, window, shift, device)
+        if len(_TABLES) > _TABLES_KEPT:
+            _TABLES.popitem(last=False)
+    else:
+        _TABLES.move_to_end(key)
+    return tables
+
+
+# --------------------------------------------------------------------------------------------
+# attention kernels
+# --------------------------------------------------------------------------------------------
+#: how attention is computed: "auto" (the fused memory-efficient kernel on CUDA, the explicit product on
+#: the CPU), "fused" (F.scaled_dot_product_attention with the head dim padded, any device: what CUDA runs),
+#: or "math" (the explicit product everywhere). Set by tests and benchmarks through ``attention_path``.
+_ATTENTION = {"path": "auto"}
+
+
+@contextmanager
+def attention_path(path: str) -> Iterator[None]:
+    """Compute attention by ``path`` ("auto", "fused" or "math") inside the block."""
+    if path not in ("auto", "fused", "math"):
+        raise ValueError(f"attention path: expected auto, fused or math, got {path!r}")
+    old = _ATTENTION["path"]
+    _ATTENTION["path"] = path
+    try:
+        yield
+    finally:
+        _ATTENTION["path"] = old
+
+
+def attention_kernel(device: torch.device) -> str:
+    """The attention path a model runs on ``device``: "fused" or "math" (recorded on each run)."""
+    path = _ATTENTION["path"]
+    if path != "auto":
+        return path
+    return "fused" if device.type == "cuda" else "math"
+
+
+def padded_head_dim(d: int, like: Tensor) -> int:
+    """The head dim the fused kernel is given for activations like ``like`` (its autocast dtype if one
+    is on): memory-efficient attention needs it divisible by 16 bytes' worth of elements (4 in float32,
+    8 in bf16/fp16). Zero columns change neither q·kᵀ nor the output's first d columns; the softmax scale
+    stays 1/√d."""
+    kind = like.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else like.dtype
+    align = max(1, 16 // dtype.itemsize)
+    return -(-d // align) * align
+
+
+_FUSED_FAILED: set[tuple[Any, ...]] = set()
+
+
+def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
+    """softmax(q·kᵀ·scale + mask)·v on SDPA's memory-efficient kernel (CUDA), its math path elsewhere.
+
+    q, k, v: (B, H, N|M, d'); mask: broadcastable to (B, H, N, M), with its gradient. On CUDA the
+    memory-efficient kernel is required; where it refuses a shape, one warning names the shape and the
+    explicit product is used for it (so a fallback is never silent).
+    """
+    mask = mask.to(q.dtype)
+    if q.device.type != "cuda":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    if torch.compiler.is_compiling():
+        with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    key = (tuple(q.shape), tuple(k.shape), tuple(mask.shape), q.dtype)
+    if key not in _FUSED_FAILED:
+        try:
+            with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        except RuntimeError as err:
+            _FUSED_FAILED.add(key)
+            warnings.warn(f"attention: the memory-efficient kernel refused q {tuple(q.shape)} {q.dtype} "
+                          f"({str(err).splitlines()[0][:160]}); the explicit product is used for this shape",
+                          RuntimeWarning, stacklevel=2)
+    return _math_attention(q, k, v, mask, scale)
+
+
+def _math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
+    """softmax(q·kᵀ·scale + mask)·v as two products (the CPU path: the CPU's fused SDPA kernel returns no
+    gradient for the mask, and its math fallback adds fully-masked-row checks the bias never needs).
+    The mask is added by broadcasting, never copied per batch."""
+    logits = torch.add(mask, torch.matmul(q, k.transpose(-2, -1)), alpha=scale)
+    return torch.matmul(logits.softmax(dim=-1), v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,44 +279,38 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-def windowed_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, window_mask: Tensor | None) -> Tensor:
-    """Scaled dot-product attention inside windows with an additive bias.
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
+    """softmax(q·kᵀ·scale + mask)·v by the current attention path; q, k, v (B, H, N|M, d'), mask
+    broadcastable to (B, H, N, M) → (B, H, N, d')."""
+    fused = attention_kernel(q.device) == "fused"
+    return (_fused_attention if fused else _math_attention)(q, k, v, mask, scale)
 
-    q: (B, nW, h, N, d); k, v: (B, nW, h, M, d); bias: (h, N, M); window_mask: (nW, N, M) or None.
-    Returns (B, nW, h, N, d). The fused kernels want 4-D inputs and a mask that broadcasts without a
-    copy, so windows go into the batch dim when the mask is per head only, and into the head dim
-    (with a (nW·h, N, M) mask) when it also varies per window.
+
+def paste_windows(out: Tensor, batch: int, heads: int, index: Tensor, d: int) -> Tensor:
+    """Attention output (B·nW, h, N, d') or (B, nW·h, N, d') → the token map (B, L, h·d) in image order.
+
+    ``out.transpose(1, 2)`` (contiguous for the fused kernel) flattens into window slots: (B, nW·N, h, d')
+    for windows in the batch dim, (B, N·nW, h, d') for windows in the head dim; ``index`` (one of
+    :class:`WindowTables`' inverses) reads each token's slot back, unshifted, in one gather.
     """
-    b, nw, h, n, d = q.shape
-    m = k.shape[-2]
-    if window_mask is None:
-        mask = bias.to(q.dtype)
-        out = _attention(q.reshape(b * nw, h, n, d), k.reshape(b * nw, h, m, d), v.reshape(b * nw, h, m, d), mask)
-    else:
-        mask = (bias.unsqueeze(0) + window_mask.unsqueeze(1)).reshape(nw * h, n, m).to(q.dtype)
-        out = _attention(q.reshape(b, nw * h, n, d), k.reshape(b, nw * h, m, d), v.reshape(b, nw * h, m, d), mask)
-    return out.view(b, nw, h, n, d)
-
-
-def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-    """softmax(q·kᵀ/√d + mask)·v; ``F.scaled_dot_product_attention`` except when training on CPU.
-
-    The CPU fused kernel cannot return a gradient for the mask (the learned position bias), so SDPA
-    falls back to its math path, which adds fully-masked-row checks (``all``/``where`` passes) the
-    bias never needs; the plain product is ~15% faster per training step there.
-    """
-    if q.device.type == "cpu" and mask.requires_grad and torch.is_grad_enabled():
-        logits = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)) + mask
-        return torch.matmul(logits.softmax(dim=-1), v)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    dp = out.shape[-1]
+    slots = out.transpose(1, 2).reshape(batch, -1, heads, dp)
+    if dp != d:
+        slots = slots[..., :d]  # the zero-padded head columns
+    return slots[:, index].flatten(2)
 
 
 class WindowAttention(nn.Module):
     """(Shifted-)window multi-head self-attention with a relative position bias (Swin, SwinIR, HAT).
 
     Takes the normalized *full* token map (B, H·W, C), cyclically shifts it by ``shift``, cuts it into
-    windows, attends inside each window, and returns the full map again (B, H·W, C).
+    windows, attends inside each window, and returns the full map again (B, H·W, C). The shift and the
+    window cut are one gather of the projected tokens, and pasting back one gather of the output
+    (:class:`WindowTables`); on CUDA the attention is SDPA's memory-efficient kernel with the head dim
+    zero-padded to its alignment and the bias (+ shift mask) as an additive mask with its gradient.
     """
+
+    relative_position_index: Tensor
 
     def __init__(self, dim: int, num_heads: int, window: int, shift: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -184,28 +319,33 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(window, window), persistent=False)
 
     def position_bias(self) -> Tensor:
         """(heads, N, N) bias gathered from the table."""
-        index = relative_position_index(self.window, self.window, self.relative_position_bias_table.device)
-        n = self.window * self.window
-        return self.relative_position_bias_table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+        return self.relative_position_bias_table.t()[:, self.relative_position_index]
 
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
         b, _, c = x.shape
-        heads, window, shift = self.num_heads, self.window, self.shift
-        qkv = self.qkv(x).view(b, hw[0], hw[1], 3 * c)
-        if shift:
-            qkv = torch.roll(qkv, shifts=(-shift, -shift), dims=(1, 2))
-        windows = window_partition(qkv, window)  # (B, nW, N, 3C)
-        nw, n = windows.shape[1], windows.shape[2]
-        q, k, v = windows.view(b, nw, n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5).unbind(0)
-        mask = shifted_window_mask(hw, window, shift, x.device) if shift else None
-        out = windowed_attention(q, k, v, self.position_bias(), mask)  # (B, nW, h, N, d)
-        out = window_reverse(out.transpose(2, 3).reshape(b, nw, n, c), window, hw)
-        if shift:
-            out = torch.roll(out, shifts=(shift, shift), dims=(1, 2))
-        return self.proj(out.reshape(b, -1, c))
+        heads, window = self.num_heads, self.window
+        d, n = c // heads, window * window
+        tables = window_tables(hw, window, self.shift, x.device)
+        dp = padded_head_dim(d, x) if attention_kernel(x.device) == "fused" else d
+        qkv = self.qkv(x)[:, tables.gather]  # (B, nW·N, 3C): shifted and cut into windows at once
+        nw = qkv.shape[1] // n
+        qkv = qkv.view(b, nw, n, 3, heads, d)
+        if dp != d:
+            qkv = F.pad(qkv, (0, dp - d))
+        bias = self.position_bias()
+        if tables.mask is None:  # windows in the batch dim; the (h, N, N) bias broadcasts over it
+            q, k, v = qkv.flatten(0, 1).permute(2, 0, 3, 1, 4).unbind(0)  # (B·nW, h, N, d')
+            out = attend(q, k, v, bias, d ** -0.5)
+            index = tables.to_tokens
+        else:  # windows in the head dim, so the (nW·h, N, N) mask broadcasts over the batch
+            q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, b, nw * heads, n, dp).unbind(0)
+            out = attend(q, k, v, (bias + tables.mask).view(nw * heads, n, n), d ** -0.5)
+            index = tables.to_tokens_nw
+        return self.proj(paste_windows(out, b, heads, index, d))
 
     def extra_repr(self) -> str:
         return f"heads={self.num_heads}, window={self.window}, shift={self.shift}"

@@ -30,12 +30,14 @@ from ._common import (
     ResidualGroup,
     ResidualGroupModel,
     WindowAttention,
+    attend,
+    attention_kernel,
+    padded_head_dim,
+    paste_windows,
     relative_position_index,
     to_image,
     to_tokens,
-    window_partition,
-    window_reverse,
-    windowed_attention,
+    window_tables,
 )
 from ._config import HATConfig
 
@@ -48,13 +50,21 @@ class ChannelAttentionBlock(nn.Module):
         hidden, squeezed = dim // compress_ratio, dim // squeeze_factor
         self.body = nn.Sequential(nn.Conv2d(dim, hidden, 3, 1, 1), nn.GELU(), nn.Conv2d(hidden, dim, 3, 1, 1))
         self.attention = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),  # per image: no statistic crosses the batch
+            ImageMean(),  # per image: no statistic crosses the batch
             nn.Conv2d(dim, squeezed, 1), nn.ReLU(inplace=True), nn.Conv2d(squeezed, dim, 1), nn.Sigmoid(),
         )
 
     def forward(self, y: Tensor, hw: tuple[int, int]) -> Tensor:
         f = self.body(to_image(y, hw))
         return to_tokens(f * self.attention(f))
+
+
+class ImageMean(nn.Module):
+    """(B, C, H, W) → (B, C, 1, 1), the mean over H·W: ``AdaptiveAvgPool2d(1)``'s value, as a plain mean,
+    whose CUDA backward is deterministic (the pool's uses atomic adds) and which compiles to one reduction."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
 
 
 class HybridAttentionBlock(nn.Module):
@@ -82,6 +92,8 @@ class OverlappingCrossAttention(nn.Module):
     at the border (as HAT does), so every query window sees a margin of (overlap − window)/2 pixels.
     """
 
+    relative_position_index: Tensor
+
     def __init__(self, dim: int, num_heads: int, window: int, overlap: int, qkv_bias: bool) -> None:
         super().__init__()
         self.num_heads, self.window, self.overlap = num_heads, window, overlap
@@ -89,27 +101,29 @@ class OverlappingCrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((window + overlap - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(window, overlap), persistent=False)
 
     def position_bias(self) -> Tensor:
         """(heads, N, M) bias, N = window², M = overlap²."""
-        index = relative_position_index(self.window, self.overlap, self.relative_position_bias_table.device)
-        n, m = self.window ** 2, self.overlap ** 2
-        return self.relative_position_bias_table[index.view(-1)].view(n, m, -1).permute(2, 0, 1)
+        return self.relative_position_bias_table.t()[:, self.relative_position_index]
 
     def forward(self, y: Tensor, hw: tuple[int, int]) -> Tensor:
         b, _, c = y.shape
         heads, d, window, overlap = self.num_heads, c // self.num_heads, self.window, self.overlap
+        n, m = window * window, overlap * overlap
+        tables = window_tables(hw, window, 0, y.device)
+        dp = padded_head_dim(d, y) if attention_kernel(y.device) == "fused" else d
         q, kv = self.qkv(y).split((c, 2 * c), dim=-1)
-        q = window_partition(q.reshape(b, hw[0], hw[1], c), window)  # (B, nW, N, C)
-        nw, n = q.shape[1], q.shape[2]
-        q = q.view(b, nw, n, heads, d).transpose(2, 3)  # (B, nW, h, N, d)
+        q = q[:, tables.gather].view(b, -1, n, heads, d)  # (B, nW, N, h, d): cut into windows in one gather
+        nw = q.shape[1]
         # (B, 2C·M, nW): channel-major columns, channel = (k|v, head, d)
         cols = F.unfold(to_image(kv, hw), overlap, stride=window, padding=(overlap - window) // 2)
-        m = overlap * overlap
-        k, v = cols.view(b, 2, heads, d, m, nw).permute(1, 0, 5, 2, 4, 3).unbind(0)  # (B, nW, h, M, d)
-        out = windowed_attention(q, k, v, self.position_bias(), None)  # (B, nW, h, N, d)
-        out = window_reverse(out.transpose(2, 3).reshape(b, nw, n, c), window, hw)
-        return self.proj(out.reshape(b, -1, c))
+        kv = cols.view(b, 2, heads, d, m, nw).permute(1, 0, 5, 2, 4, 3)  # (2, B, nW, h, M, d)
+        if dp != d:
+            q, kv = F.pad(q, (0, dp - d)), F.pad(kv, (0, dp - d))
+        k, v = kv.flatten(1, 2).unbind(0)  # (B·nW, h, M, d')
+        out = attend(q.flatten(0, 1).transpose(1, 2), k, v, self.position_bias(), d ** -0.5)  # (B·nW, h, N, d')
+        return self.proj(paste_windows(out, b, heads, tables.to_tokens, d))
 
     def extra_repr(self) -> str:
         return f"heads={self.num_heads}, window={self.window}, overlap={self.overlap}"

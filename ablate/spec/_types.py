@@ -125,9 +125,10 @@ class TrainSpec:
                                 "check": (lambda v: v is None or v > 0, "a positive max norm or null")})
     # autocast for the forward pass; fp16 adds a gradient scaler (part of the checkpoint), bf16 needs none
     amp: str = field(default="none", metadata={"choices": ("none", "bf16", "fp16")})
-    # torch.compile the training step (falls back to eager, with one warning, where it fails). In the
-    # id: compiled kernels round differently, and a cell id names one float-exact run (as device does)
-    compile: bool = field(default=False, metadata={"omit_default": True})
+    # torch.compile the training step (falls back to eager, with one warning, where it fails). Not in the
+    # cell id: the id names the experiment's math, and compiled kernels compute it within float rounding
+    # (tests/train/test_compile_clean.py); the run records which path ran (ablate.kernel.* tags)
+    compile: bool = field(default=False, metadata={"omit_default": True, "implementation": True})
     eval_every: int = field(default=100, metadata={"positive": True})
     # 0: only at the end (and when a trial is paused)
     checkpoint_every: int = field(default=0, metadata={"non_negative": True})
@@ -186,9 +187,17 @@ class CellSpec:
             "data": self.data.to_config(),
         }
 
+    def identity_config(self) -> dict[str, Any]:
+        """``to_config()`` less the fields that choose kernels, not math (``train.compile``): what the id hashes."""
+        cfg = self.to_config()
+        for f in fields(TrainSpec):
+            if f.metadata.get("implementation"):
+                cfg["train"].pop(f.name, None)
+        return cfg
+
     @functools.cached_property  # frozen, so the hash never goes stale; expand() asks for it per cell
     def id(self) -> str:
-        blob = json.dumps(self.to_config(), sort_keys=True, separators=(",", ":"), default=str)
+        blob = json.dumps(self.identity_config(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
     def norm_label(self) -> str:
@@ -207,7 +216,7 @@ class CellSpec:
     @property
     def pairing_key(self) -> str:
         """Cells equal in everything but the norm variant share this key (and their init and batches)."""
-        cfg = self.to_config()
+        cfg = self.identity_config()
         cfg.pop("norm")
         cfg.pop("rescale")
         blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)

@@ -36,7 +36,9 @@ class StepModel:
         self._untried = compile  # the first compiled step has not run yet
         if compile:
             try:
-                self.compiled = torch.compile(model)  # type: ignore[assignment]
+                # fullgraph: every built-in model traces as one graph (tests/train/test_compile_clean.py);
+                # a graph break would split the step and is reported as a failure, not hidden
+                self.compiled = torch.compile(model, fullgraph=True)  # type: ignore[assignment]
             except Exception as err:  # e.g. "torch.compile is not supported on Python 3.14+"
                 self._fall_back(err)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -91,6 +92,16 @@ def _trace_summary(trace: Trace) -> dict[str, float]:
     return out
 
 
+def deterministic_kernels() -> None:
+    """``train.deterministic``: every kernel runs its deterministic variant, or the cell stops naming the one
+    that has none. Strict mode, not ``warn_only``: with ``warn_only`` torch keeps the fused attention's
+    split-key backward (atomic adds) and only warns. cuBLAS needs a fixed workspace to be deterministic,
+    read when the CUDA context starts, so it is set before any CUDA work of this process."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
 class Trainer:
     """One cell from its spec to its result; ``run()`` trains from ``state.step`` to ``train.steps``.
 
@@ -110,7 +121,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.device = pick_device(tr.device)
         if tr.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            deterministic_kernels()
         self.t_start = time.perf_counter()
         self.cell = Cell(spec)
         self.state = TrainState.build(self.cell.model.to(self.device), spec, self.device)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.backbones._common import WindowAttention, pad_to_multiple, relative_position_index
+from ablate.backbones._common import WindowAttention, attention_path, pad_to_multiple, relative_position_index
 from ablate.backbones.hat import OverlappingCrossAttention
 
 
@@ -107,26 +107,55 @@ def test_overlapping_cross_attention_matches_per_window_loop(grad: bool) -> None
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
 
 
-def test_attention_paths_agree_in_value_and_gradient() -> None:
-    """The CPU training product and F.scaled_dot_product_attention give the same values and grads."""
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shift", [0, 2])
+def test_attention_paths_agree_in_value_and_gradient(shift: int, dtype: torch.dtype) -> None:
+    """The explicit product (CPU) and the fused layout (what CUDA runs: head dim zero-padded to the kernel's
+    alignment, the original 1/√d scale, bias + shift mask as an additive mask) give the same values and
+    gradients, for the input and every parameter (the bias table's gradient comes through the mask)."""
     torch.manual_seed(0)
-    attn = WindowAttention(dim=12, num_heads=3, window=4, shift=2)
-    x = torch.randn(2, 8 * 8, 12, requires_grad=True)
-    explicit = attn(x, (8, 8))
-    (gx,) = torch.autograd.grad(explicit.square().sum(), x)
-    attn.relative_position_bias_table.requires_grad_(False)  # → SDPA path
-    fused = attn(x, (8, 8))
-    (gx_fused,) = torch.autograd.grad(fused.square().sum(), x)
-    torch.testing.assert_close(explicit, fused, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(gx, gx_fused, rtol=1e-4, atol=1e-5)
+    attn = WindowAttention(dim=15, num_heads=3, window=4, shift=shift).to(dtype)  # head dim 5: padded to 8 / 6
+    with torch.no_grad():
+        attn.relative_position_bias_table.normal_()
+    x = torch.randn(2, 8 * 12, 15, dtype=dtype, requires_grad=True)
+    results = []
+    for path in ("math", "fused"):
+        with attention_path(path):
+            out = attn(x, (8, 12))
+        grads = torch.autograd.grad(out.square().sum(), [x, *attn.parameters()])
+        results.append((out, grads))
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(results[0][0], results[1][0], **tol)
+    for g_math, g_fused in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(g_math, g_fused, **tol)
 
 
 @pytest.mark.parametrize(("wq", "wk"), [(8, 8), (8, 12), (16, 24)])
 def test_relative_position_index_covers_the_table(wq: int, wk: int) -> None:
-    index = relative_position_index(wq, wk, torch.device("cpu"))
+    index = relative_position_index(wq, wk)
     assert index.shape == (wq * wq, wk * wk)
     assert index.min() == 0 and index.max() == (wq + wk - 1) ** 2 - 1
     assert index.unique().numel() == (wq + wk - 1) ** 2
+
+
+def _stepwise_reflect_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """The previous implementation: F.pad reflections of at most side − 1 at a time, replicate for 1 pixel."""
+    while True:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % multiple, (-w) % multiple
+        if not (ph or pw):
+            return x
+        if (ph and h == 1) or (pw and w == 1):
+            return F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = F.pad(x, (0, min(pw, w - 1), 0, min(ph, h - 1)), mode="reflect")
+
+
+@pytest.mark.parametrize("multiple", [4, 8, 16])
+def test_pad_to_multiple_equals_stepwise_reflection(multiple: int) -> None:
+    for h in range(1, 20):
+        for w in (1, 2, 3, 7, 16):
+            x = torch.rand(1, 2, h, w)
+            torch.testing.assert_close(pad_to_multiple(x, multiple), _stepwise_reflect_pad(x, multiple), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("hw", "multiple"), [((37, 29), 8), ((3, 2), 16), ((1, 5), 8), ((16, 32), 16)])

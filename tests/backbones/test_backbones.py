@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ablate.backbones import BackbonePreset, IRModel, build_backbone
-from ablate.backbones._common import shifted_window_mask
+from ablate.backbones._common import _TABLES
 from ablate.norms import NormVariant, resolve_norm
 from ablate.norms._normalizers import Affine, GlobalLayerNorm, TokenLayerNorm
 from ablate.registry import BACKBONES
@@ -205,7 +205,7 @@ def test_stdnorm_is_its_own_option() -> None:
 
 
 def test_cached_masks_survive_inference_mode() -> None:
-    shifted_window_mask.cache_clear()
+    _TABLES.clear()
     model = build_backbone("swinir-tiny", resolve_norm("token_ln"), 2)
     x = torch.rand(1, 3, 40, 24)  # a size no other test uses: its mask is built under inference mode
     with torch.inference_mode():

@@ -25,12 +25,14 @@ def test_amp_takes_fp16_and_names_its_choices():
         _cell(compile="yes")
 
 
-def test_compile_is_in_the_id_when_on_and_absent_when_off():
+def test_compile_is_a_param_when_on_but_never_in_the_id():
     plain = _cell()
     assert _cell(compile=False).id == plain.id  # off is the default: every existing id stays
     assert "compile" not in plain.to_config()["train"] and "train.compile" not in plain.flat_params()
     on = _cell(compile=True)
-    assert on.id != plain.id and on.flat_params()["train.compile"] is True
+    # the id names the math, not the kernels: a compiled cell is the same cell (its run records the path)
+    assert on.id == plain.id and on.pairing_key == plain.pairing_key
+    assert on.flat_params()["train.compile"] is True and on.to_config()["train"]["compile"] is True
     assert CellSpec.from_config(on.to_config()) == on and CellSpec.from_config(plain.to_config()) == plain
     assert _cell(amp="fp16").id != _cell(amp="bf16").id != plain.id
 
