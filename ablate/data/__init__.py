@@ -30,14 +30,16 @@ from ._skimage import SKIMAGE_IMAGES, SkimageDataset, available_skimage_images, 
 from ._testsets import resolve_test_set
 
 if TYPE_CHECKING:
-    from ._sampler import PairSampler, crop_pair, eval_pairs, probe_batch, validation_pairs
+    from ._sampler import CutBatch, PairSampler, crop_pair, eval_pairs, probe_batch, validation_pairs
 
 # torch at module level: imported on first use (PEP 562)
-_LAZY = {name: "._sampler" for name in ("PairSampler", "crop_pair", "eval_pairs", "probe_batch", "validation_pairs")}
+_LAZY = {name: "._sampler" for name in ("CutBatch", "PairSampler", "crop_pair", "eval_pairs", "probe_batch",
+                                         "validation_pairs")}
 
 __all__ = [
     "IMAGE_EXTS",
     "SKIMAGE_IMAGES",
+    "CutBatch",
     "Dataset",
     "FolderDataset",
     "PairSampler",

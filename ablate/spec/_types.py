@@ -125,6 +125,9 @@ class TrainSpec:
     # torch.compile the training step (falls back to eager, with one warning, where it fails). In the
     # id: compiled kernels round differently, and a cell id names one float-exact run (as device does)
     compile: bool = field(default=False, metadata={"omit_default": True})
+    # TF32 for float32 matmuls and convolutions on CUDA (no effect on the CPU). Off by default: the
+    # published baselines are fp32. In the id only when on, so every existing cell keeps its id
+    tf32: bool = field(default=False, metadata={"omit_default": True})
     eval_every: int = field(default=100, metadata={"positive": True})
     # 0: only at the end (and when a trial is paused)
     checkpoint_every: int = field(default=0, metadata={"non_negative": True})

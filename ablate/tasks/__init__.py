@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _blur, _jpeg, _noise, _rain, _sr  # noqa: F401  (register the built-ins)
-from ._base import Task, TaskPreset, resolve_task
+from ._base import Task, TaskPreset, Window, resolve_task
 from ._blur import DeblurTask, convolve, gaussian_kernel, motion_kernel, symmetric_pad
 from ._jpeg import JPEGTask, jpeg_roundtrip
 from ._noise import DenoiseTask
@@ -48,6 +48,7 @@ __all__ = [
     "SRTask",
     "Task",
     "TaskPreset",
+    "Window",
     "convolve",
     "gaussian_kernel",
     "imresize",
