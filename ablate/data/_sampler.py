@@ -88,6 +88,18 @@ def _to_tensor(arr: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
+def _context(task: Task) -> int:
+    """The HR pixels a patch is degraded with on each side: ``task.context`` rounded up to the scale,
+    which keeps LQ and GT aligned."""
+    return -(-task.context // task.scale) * task.scale
+
+
+def _clamped_region(extent: tuple[int, int], top: int, left: int, h: int, w: int, c: int
+                    ) -> tuple[int, int, int, int]:
+    """(r0, r1, c0, c1): the window at (top, left) with ``c`` pixels around it, clamped to the image."""
+    return max(0, top - c), min(extent[0], top + h + c), max(0, left - c), min(extent[1], left + w + c)
+
+
 def crop_pair(task: Task, gt_img: np.ndarray | TiledImage, lq_img: np.ndarray | None, extent: tuple[int, int],
               top: int, left: int, h: int, w: int, seed: int) -> tuple[Tensor, Tensor]:
     """(lq (3, h/s, w/s), gt (3, h, w)) for the GT window at (top, left); all multiples of the scale.
@@ -100,10 +112,7 @@ def crop_pair(task: Task, gt_img: np.ndarray | TiledImage, lq_img: np.ndarray | 
         gt = _to_tensor(gt_img[top: top + h, left: left + w])
         lq = _to_tensor(lq_img[top // s: (top + h) // s, left // s: (left + w) // s])
         return lq, gt
-    c = -(-task.context // s) * s  # context rounded up to the scale keeps LQ/GT aligned
-    height, width = extent
-    r0, r1 = max(0, top - c), min(height, top + h + c)
-    c0, c1 = max(0, left - c), min(width, left + w + c)
+    r0, r1, c0, c1 = _clamped_region(extent, top, left, h, w, _context(task))
     region = _to_tensor(gt_img[r0:r1, c0:c1])
     lq_region = task.degrade(region, seed)
     dy, dx = top - r0, left - c0
@@ -290,16 +299,15 @@ class PairSampler:
                 gt[...] = gt_img[d.top: d.top + p, d.left: d.left + p]
                 lq[...] = lq_img[d.top // s: (d.top + p) // s, d.left // s: (d.left + p) // s]
             return CutBatch(torch.from_numpy(gts), torch.from_numpy(lqs), 0, syms)
-        c = -(-self.task.context // s) * s
+        c = _context(self.task)
         regions = np.empty((len(draws), p + 2 * c, p + 2 * c, 3), np.uint8)
         windows = []
         for d, region in zip(draws, regions):
-            h, w = self._extents[d.image]
-            _cut_region(self._images(d.image)[0], (h, w), d.top, d.left, p, c, region)
+            extent = self._extents[d.image]
+            _cut_region(self._images(d.image)[0], extent, d.top, d.left, p, c, region)
             # the region batch() degrades for this sample (clamped to the image) and the window in it
-            r0, c0 = max(0, d.top - c), max(0, d.left - c)
-            clamped = (min(h, d.top + p + c) - r0, min(w, d.left + p + c) - c0)
-            windows.append(Window(d.seed, clamped, (d.top - r0, d.left - c0), p))
+            r0, r1, c0, c1 = _clamped_region(extent, d.top, d.left, p, p, c)
+            windows.append(Window(d.seed, (r1 - r0, c1 - c0), (d.top - r0, d.left - c0), p))
         extra = {k: torch.from_numpy(v) for k, v in self.task.draw(windows).items()}
         return CutBatch(torch.from_numpy(regions), None, c, syms, extra)
 

@@ -17,7 +17,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from ablate.data import CutBatch, PairSampler, resolve_dataset
-from ablate.data._sampler import _cut_region
+from ablate.data._sampler import _context, _cut_region
 from ablate.errors import DataError
 from ablate.tasks import resolve_task
 from ablate.train._prefetch import Prefetcher
@@ -48,9 +48,7 @@ def _sampler(folder: Path, task: object, batch: int = 6) -> PairSampler:
 
 
 def _mirrored_windows(sampler: PairSampler, step: int) -> int:
-    s = sampler.task.scale
-    c = -(-sampler.task.context // s) * s
-    n = 0
+    c, n = _context(sampler.task), 0
     for d in sampler._draws(step):
         h, w = sampler._extents[d.image]
         n += d.top < c or d.left < c or d.top + PATCH + c > h or d.left + PATCH + c > w
