@@ -163,14 +163,16 @@ class TrainState:
 
 
 def _ema_lists(ema: nn.Module, model: nn.Module) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
-    """The tensors the EMA update pairs, matched by name: every parameter, and each buffer the EMA copy
-    has too (a buffer a model registers later, e.g. a mask cached for a new shape, is not the EMA's)."""
+    """The tensors the EMA update pairs, matched by name: every parameter, and each persistent buffer
+    (running statistics) the EMA copy has too. Non-persistent buffers (masks, indices, constants) are
+    the copy's own since the deep copy; a buffer the model registers later is not the EMA's."""
     params = dict(model.named_parameters())
     ema_p = dict(ema.named_parameters())
     if ema_p.keys() != params.keys():
         raise AblateError("EMA: the model's parameters are not its EMA copy's (a parameter was added after "
                           "TrainState.build)")
-    buffers = dict(model.named_buffers())
+    saved = model.state_dict(keep_vars=True).keys()
+    buffers = {name: b for name, b in model.named_buffers() if name in saved}
     pairs = [(b, buffers[name]) for name, b in ema.named_buffers()
              if name in buffers and buffers[name].shape == b.shape]
     return (list(ema_p.values()), [params[n] for n in ema_p], [e for e, _ in pairs], [m for _, m in pairs])

@@ -154,11 +154,13 @@ def test_batches_degraded_on_the_gpu_equal_the_cpu_ones_without_a_host_sync(smal
                                                                               tol: float) -> None:
     sampler = _sampler(small_photos, task, batch=8)
     device = torch.device("cuda")
-    pre = Prefetcher(sampler, last=6, depth=2, device=device)
-    assert pre.degrade_on == "cuda"
+    warm = Prefetcher(sampler, last=1, depth=2, device=device)
+    assert warm.degrade_on == "cuda"
+    warm.get(1)  # first use: CUDA context, cuBLAS/cuDNN handles
+    warm.close()
+    torch.cuda.synchronize()
+    pre = Prefetcher(sampler, last=6, depth=2, device=device)  # every batch below is made under the check
     try:
-        pre.get(1)  # first use: CUDA context, cuBLAS/cuDNN handles
-        torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
             got = [pre.get(step) for step in range(2, 7)]

@@ -89,12 +89,16 @@ def test_the_multi_tensor_ema_equals_a_loop_over_tensors():
     assert not torch.equal(state.ema.conv.weight, state.model.conv.weight)
 
 
-def test_the_ema_ignores_a_buffer_the_model_registers_later():
+def test_the_ema_copies_running_statistics_not_constants_or_later_buffers():
     state = _states("adam", ("foreach",))["foreach"]
+    state.model.register_buffer("table", torch.zeros(4), persistent=False)  # a constant (mask, index)
+    state.ema = copy.deepcopy(state.model).eval().requires_grad_(False)
     _train(state, 1)
-    state.model.register_buffer("mask_17", torch.ones(17), persistent=False)  # e.g. a mask cached per shape
+    assert state._ema_lists is not None and len(state._ema_lists[2]) == 3  # BatchNorm's mean, var, count
+    state.model.register_buffer("mask_17", torch.ones(17), persistent=False)  # e.g. cached for a new shape
     _train(state, 1)
-    assert state.ema is not None and not hasattr(state.ema, "mask_17")
+    assert not hasattr(state.ema, "mask_17")
+    assert torch.equal(state.ema.bn.running_mean, state.model.bn.running_mean)
 
 
 def test_cpu_cells_step_with_foreach_and_cuda_cells_would_fuse():
