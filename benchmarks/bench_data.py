@@ -17,7 +17,8 @@ default stride = tile); (c) a store with BasicSR's overlap (stride 240). One thr
 patches with their bicubic ×4 LQ, flips. Batches are timed interleaved (every repeat times each source
 once, at the same step) and checked to be identical across sources. CPU time of the process is the
 headline (robust to other load on a shared machine; it counts the page-cache copies of file reads
-and memory-map faults); wall time is shown beside it.
+and memory-map faults); wall time is shown beside it. The last column is what a cell on a GPU leaves to
+the CPU: ``PairSampler.cut`` (draws and crops), the GPU degrading the batch (``CutBatch.finish``).
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def main() -> None:
             s.batch(10_000)  # warmup: resize weights built, store pages touched once
         cpu: dict[str, list[float]] = {n: [] for n in samplers}
         wall: dict[str, list[float]] = {n: [] for n in samplers}
+        cut_cpu: dict[str, list[float]] = {n: [] for n in samplers}
         names = list(samplers)
         for step in range(args.repeats):
             ref = None
@@ -121,6 +123,8 @@ def main() -> None:
                 c, w, out = timed(functools.partial(samplers[name].batch, step))
                 cpu[name].append(c)
                 wall[name].append(w)
+                # a GPU cell's share: the cut; the GPU degrades it (CutBatch.finish)
+                cut_cpu[name].append(timed(functools.partial(samplers[name].cut, step))[0])
                 if ref is None:
                     ref = out
                 else:  # the same draws from the same pixels: the store changes nothing but the speed
@@ -130,12 +134,12 @@ def main() -> None:
     print(f"\nsr-x4, batch {args.batch} × {args.patch}² HR, median of {args.repeats} interleaved batches; "
           f"batches identical across sources\n")
     print("| source | CPU ms/batch | wall ms/batch | patches/s per core | steps/s one core feeds "
-          f"| cores per GPU trial at {GPU_STEP_S} s/step | speed-up |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          f"| cores per GPU trial at {GPU_STEP_S} s/step | speed-up | CPU ms/batch, GPU degrades |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         c, w = statistics.median(cpu[name]), statistics.median(wall[name])
         print(f"| {name} | {1e3 * c:.0f} | {1e3 * w:.0f} | {args.batch / c:.0f} | {1 / c:.2f} "
-              f"| {c / GPU_STEP_S:.2f} | {base / c:.1f}× |")
+              f"| {c / GPU_STEP_S:.2f} | {base / c:.1f}× | {1e3 * statistics.median(cut_cpu[name]):.1f} |")
 
 
 if __name__ == "__main__":

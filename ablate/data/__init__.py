@@ -33,11 +33,12 @@ from ._skimage import SKIMAGE_IMAGES, SkimageDataset, available_skimage_images, 
 from ._testsets import resolve_test_set
 
 if TYPE_CHECKING:
-    from ._sampler import PairSampler, crop_pair, eval_pairs, probe_batch, validation_pairs
+    from ._sampler import CutBatch, PairSampler, crop_pair, eval_pairs, probe_batch, validation_pairs
 
 __all__ = [
     "IMAGE_EXTS",
     "SKIMAGE_IMAGES",
+    "CutBatch",
     "Dataset",
     "FolderDataset",
     "PairSampler",
@@ -63,5 +64,5 @@ __all__ = [
 
 # torch at module level: imported on first use
 __getattr__, __dir__ = lazy_exports(__name__, {name: "._sampler" for name in (
-    "PairSampler", "crop_pair", "eval_pairs", "probe_batch", "validation_pairs")})
+    "CutBatch", "PairSampler", "crop_pair", "eval_pairs", "probe_batch", "validation_pairs")})
 DATASETS.declare_package(__name__)

@@ -129,6 +129,10 @@ class TrainSpec:
     # cell id: the id names the experiment's math, and compiled kernels compute it within float rounding
     # (tests/train/test_compile_clean.py); the run records which path ran (ablate.kernel.* tags)
     compile: bool = field(default=False, metadata={"omit_default": True, "implementation": True})
+    # TF32 for float32 matmuls and convolutions on CUDA (no effect on the CPU). Off by default: the
+    # published baselines are fp32. In the id only when on (it changes the math's precision, as amp
+    # does), so every existing cell keeps its id
+    tf32: bool = field(default=False, metadata={"omit_default": True})
     eval_every: int = field(default=100, metadata={"positive": True})
     # 0: only at the end (and when a trial is paused)
     checkpoint_every: int = field(default=0, metadata={"non_negative": True})

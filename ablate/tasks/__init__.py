@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from ablate.lazy import lazy_exports
 from ablate.registry import TASKS
 
-from ._base import Task, TaskPreset, resolve_task
+from ._base import Task, TaskPreset, Window, resolve_task
 from ._blur import DeblurTask, convolve, gaussian_kernel, motion_kernel, symmetric_pad
 from ._jpeg import JPEGTask, jpeg_roundtrip
 from ._noise import DenoiseTask
@@ -46,6 +46,7 @@ __all__ = [
     "SRTask",
     "Task",
     "TaskPreset",
+    "Window",
     "convolve",
     "gaussian_kernel",
     "imresize",

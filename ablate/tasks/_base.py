@@ -12,7 +12,7 @@ entry-point group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +24,18 @@ from ablate.registry import TASKS
 
 if TYPE_CHECKING:  # torch is imported where a task degrades an image, not where it is validated
     from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Window:
+    """One training patch as :meth:`Task.degrade` sees it when a sampler degrades it one by one: the
+    GT region ``region`` (rh, rw) around the patch is degraded with ``seed``, and the patch is the
+    ``size``×``size`` window at ``at`` (dy, dx) of that region (GT pixels, multiples of the scale)."""
+
+    seed: int
+    region: tuple[int, int]
+    at: tuple[int, int]
+    size: int
 
 
 class Task:
@@ -39,6 +51,9 @@ class Task:
     description: ClassVar[str] = ""
     # parameters already spelled out by the label's base (the rest are appended when not default)
     _label_keys: ClassVar[tuple[str, ...]] = ()
+    #: :meth:`degrade_windows` degrades a batch of training patches as batched torch ops, so it runs
+    #: where its tensors are (the cell's GPU); without it a sampler degrades patch by patch on the CPU
+    batched: ClassVar[bool] = False
 
     def __init__(self, _where: str | None = None, **params: Any) -> None:
         self._where = self.name if _where is None else _where
@@ -100,6 +115,25 @@ class Task:
 
     def _degrade(self, gt: Tensor, seed: int) -> Tensor:
         raise NotImplementedError
+
+    # batched degradation (training patches) ---------------------------------------------------
+    def draw(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
+        """The random parts of :meth:`degrade` for each training window (noise, blur kernels), drawn on
+        the CPU exactly as ``degrade(region, seed)`` draws them and cut to the window; arrays with a
+        leading batch axis, which :meth:`degrade_windows` receives as tensors. A deterministic
+        degradation draws nothing."""
+        return {}
+
+    def degrade_windows(self, gt: Tensor, context: int, draws: Mapping[str, Tensor]) -> Tensor:
+        """LQ (B, 3, size/scale, size/scale) float32 of a batch of training windows (only when
+        :attr:`batched`). ``gt`` (B, 3, size + 2·context, size + 2·context) float32 holds each window
+        with ``context`` pixels around it (a multiple of the scale, at least :attr:`context`),
+        mirrored where the image ends; ``draws`` is :meth:`draw` of the windows, on ``gt``'s device.
+
+        Equals cropping ``degrade(region, seed)`` to each window within 1/255 per pixel (the same
+        torch operations, batched; float rounding may differ, so 8-bit rounding may land one step
+        apart): tests/data/test_device_batches.py."""
+        raise NotImplementedError(f"{self.label} has no batched degradation")
 
     def baseline(self, lq: Tensor) -> Tensor:
         """The no-learning restoration, the floor a model must beat: the LQ itself at scale 1."""

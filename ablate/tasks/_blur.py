@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,7 +17,8 @@ from ablate.errors import SpecError
 from ablate.params import Param
 from ablate.registry import TASKS
 
-from ._base import Task, TaskPreset
+from ._base import Task, TaskPreset, Window
+from ._noise import window_noise
 
 if TYPE_CHECKING:  # torch is imported where a task degrades an image, not where it is validated
     from torch import Tensor
@@ -138,6 +140,7 @@ class DeblurTask(Task):
     }
     y_channel = False
     _label_keys = ("kernel",)
+    batched = True
 
     def __init__(self, _where: str | None = None, **params: Any) -> None:
         super().__init__(_where, **params)
@@ -187,6 +190,28 @@ class DeblurTask(Task):
             noise = rng.standard_normal(tuple(lq.shape), dtype=np.float32) * np.float32(self.params["noise"] / 255)
             lq = lq + torch.from_numpy(noise).to(lq.device)
         return lq
+
+    def draw(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
+        # flipped: conv2d correlates, degrade convolves
+        out = {"kernel": np.stack([self.blur_kernel(w.seed)[::-1, ::-1] for w in windows])}
+        if self.params["noise"] > 0:
+            out["noise"] = window_noise(windows, lambda seed: np.random.default_rng([seed, 1]), self.params["noise"])
+        return out
+
+    def degrade_windows(self, gt: Tensor, context: int, draws: Mapping[str, Tensor]) -> Tensor:
+        # Each window its own kernel: one grouped convolution over the batch (B·3 groups). In float64, so
+        # that no TF32 or reduced-precision convolution kernel can stand in on a GPU; the context beyond
+        # the kernel's reach is trimmed first.
+        import torch.nn.functional as F
+
+        b, ch = gt.shape[0], gt.shape[1]
+        k = draws["kernel"].shape[-1]
+        trim = context - k // 2
+        x = gt[..., trim: gt.shape[-2] - trim, trim: gt.shape[-1] - trim].double()
+        weight = draws["kernel"].to(x.dtype)[:, None].expand(b, ch, k, k).reshape(b * ch, 1, k, k)
+        lq = F.conv2d(x.reshape(1, b * ch, *x.shape[-2:]), weight, groups=b * ch)
+        lq = lq.reshape(b, ch, *lq.shape[-2:]).float()
+        return lq + draws["noise"] if "noise" in draws else lq
 
 
 TASKS.add("db-gauss", TaskPreset("db", {"kernel": "gauss"}, "Gaussian deblurring (sigma 1.6)"))

@@ -69,8 +69,19 @@ def _dense(in_len: int, out_len: int, scale: float, antialias: bool) -> np.ndarr
     return mat
 
 
+def constant_like(arr: np.ndarray, like: Tensor) -> Tensor:
+    """``arr`` as a tensor on ``like``'s device (floats in its dtype). To a GPU through pinned memory,
+    asynchronously: a copy from pageable memory would make the host wait for the GPU's queue."""
+    t = torch.from_numpy(arr)
+    if t.is_floating_point():
+        t = t.to(like.dtype)
+    if like.device.type != "cuda":
+        return t.to(like.device)
+    return t.pin_memory().to(like.device, non_blocking=True)
+
+
 def _matrix(in_len: int, out_len: int, scale: float, antialias: bool, like: Tensor) -> Tensor:
-    return torch.from_numpy(_dense(in_len, out_len, scale, antialias)).to(like.device, like.dtype)
+    return constant_like(_dense(in_len, out_len, scale, antialias), like)
 
 
 def _resize_axis(x: Tensor, axis: int, out_len: int, scale: float, antialias: bool) -> Tensor:
@@ -80,8 +91,7 @@ def _resize_axis(x: Tensor, axis: int, out_len: int, scale: float, antialias: bo
         mat = _matrix(in_len, out_len, scale, antialias, x)
         return mat @ x if axis == -2 else x @ mat.T
     ind, w = resize_weights(in_len, out_len, scale, antialias)
-    idx = torch.from_numpy(ind).to(x.device)
-    wt = torch.from_numpy(w).to(x.device, x.dtype)
+    idx, wt = constant_like(ind, x), constant_like(w, x)
     taps = ind.shape[1]
     if axis == -2:
         g = x.index_select(-2, idx.reshape(-1)).unflatten(-2, (out_len, taps))  # (..., out, P, W)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ablate.params import Param
@@ -32,6 +33,7 @@ class SRTask(Task):
     y_channel = True
     description = "MATLAB-compatible bicubic downsampling (antialiased, a=-0.5), LR rounded to 8 bits"
     _label_keys = ("scale",)
+    batched = True
 
     @property
     def scale(self) -> int:
@@ -59,6 +61,12 @@ class SRTask(Task):
 
         lq = imresize(gt.double(), 1.0 / self.scale)
         return torch.floor(lq.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
+
+    def degrade_windows(self, gt: Tensor, context: int, draws: Mapping[str, Tensor]) -> Tensor:
+        # the same resize and rounding over the whole batch of regions, trimmed to the windows after
+        s, c = self.scale, context // self.scale
+        h, w = gt.shape[-2] // s - 2 * c, gt.shape[-1] // s - 2 * c
+        return self._degrade(gt, 0)[..., c: c + h, c: c + w].float()
 
     def baseline(self, lq: Tensor) -> Tensor:
         """Bicubic upscaling (MATLAB ``imresize``) to the GT size, clamped to [0, 1]."""

@@ -40,6 +40,13 @@ def _stateful(name: str) -> _Entry:
     return (lambda s: getattr(s, name).state_dict(), lambda s, v: getattr(s, name).load_state_dict(v))
 
 
+def _load_optimizer(state: TrainState, value: dict[str, Any]) -> None:
+    # torch's load_state_dict takes the saved groups' fused/foreach flags along with their hyperparameters:
+    # put back this device's implementation (a checkpoint from a CPU run or an older ablate may resume on CUDA)
+    state.optimizer.load_state_dict(value)
+    use_impl(state.optimizer, state.optimizer_impl)
+
+
 def _load_ema(state: TrainState, value: dict[str, Any] | None) -> None:
     if state.ema is not None and value is not None:
         state.ema.load_state_dict(value)
@@ -62,7 +69,7 @@ _ADDED_LATER: dict[str, Any] = {"scaler": {}}
 _ENTRIES: dict[str, _Entry] = {
     "model": _stateful("model"),
     "ema": (lambda s: s.ema.state_dict() if s.ema is not None else None, _load_ema),
-    "optimizer": _stateful("optimizer"),
+    "optimizer": (lambda s: s.optimizer.state_dict(), _load_optimizer),
     "scheduler": _stateful("scheduler"),
     "scaler": (lambda s: s.scaler.state_dict(), _load_scaler),  # fp16's loss scale and its growth count
     "rng": (lambda s: rng_state(), lambda s, v: set_rng_state(v)),
@@ -103,21 +110,27 @@ class TrainState:
     loss_n: int = 0
     # train.amp fp16's gradient scaler; disabled (a pass-through) otherwise
     scaler: torch.amp.GradScaler = field(default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False))
+    # how the optimizer steps: "fused" (one kernel per group, CUDA), "foreach" (multi-tensor) or "single"
+    optimizer_impl: str = "single"
+    # (EMA parameters, model parameters, EMA buffers, model buffers), listed once at the first update
+    _ema_lists: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None = field(
+        default=None, init=False, repr=False)
 
     @classmethod
-    def build(cls, model: nn.Module, spec: CellSpec, device: torch.device) -> TrainState:
+    def build(cls, model: nn.Module, spec: CellSpec, device: torch.device, optimizer_impl: str | None = None
+              ) -> TrainState:
         """The state at step 0: ``model`` (already on ``device``), its EMA copy, optimizer, schedule and
-        gradient scaler."""
+        gradient scaler. ``optimizer_impl`` (fused, foreach, single) overrides the device's choice
+        (:func:`build_optimizer`)."""
         tr = spec.train
         ema = copy.deepcopy(model).eval().requires_grad_(False) if tr.ema > 0 else None
         if tr.optimizer.name not in OPTIMIZERS:  # a CellSpec built in code skips the YAML's validation
             raise SpecError("train.optimizer.name", f"one of {', '.join(OPTIMIZERS)}", tr.optimizer.name)
-        opt_cls = OPTIMIZERS[tr.optimizer.name]
-        optimizer = opt_cls(model.parameters(), lr=tr.optimizer.lr, betas=tr.optimizer.betas,
-                            weight_decay=tr.optimizer.weight_decay)
+        optimizer, impl = build_optimizer(model, spec, device, optimizer_impl)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tr.schedule, tr.steps))
         return cls(model, ema, optimizer, scheduler, torch.zeros((), dtype=torch.float64, device=device),
-                   cell=spec.to_config(), scaler=torch.amp.GradScaler(device.type, enabled=tr.amp == "fp16"))
+                   cell=spec.to_config(), scaler=torch.amp.GradScaler(device.type, enabled=tr.amp == "fp16"),
+                   optimizer_impl=impl)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -129,13 +142,17 @@ class TrainState:
         return float(self.loss_sum) / max(self.loss_n, 1)
 
     def update_ema(self, decay: float) -> None:
+        """EMA ← EMA + (1 − decay)·(model − EMA) for the parameters, EMA ← model for the buffers: two
+        multi-tensor ops (on CUDA, a few kernels for all tensors instead of one or two per tensor)."""
         if self.ema is None:
             return
+        if self._ema_lists is None:
+            self._ema_lists = _ema_lists(self.ema, self.model)
+        ema_p, model_p, ema_b, model_b = self._ema_lists
         with torch.no_grad():
-            ema_p: list[Tensor] = list(self.ema.parameters())
-            torch._foreach_lerp_(ema_p, list[Tensor](self.model.parameters()), 1.0 - decay)
-            for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
-                b_ema.copy_(b)
+            torch._foreach_lerp_(ema_p, model_p, 1.0 - decay)
+            if ema_b:
+                torch._foreach_copy_(ema_b, model_b)
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain Python values only, so a checkpoint loads weights-only."""
@@ -148,6 +165,73 @@ class TrainState:
             raise AblateError(f"checkpoint: missing {', '.join(missing)} (expected keys {', '.join(self.KEYS)})")
         for key, (_, write) in _ENTRIES.items():
             write(self, state[key])
+
+
+def _ema_lists(ema: nn.Module, model: nn.Module) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+    """The tensors the EMA update pairs, matched by name: every parameter, and each persistent buffer
+    (running statistics) the EMA copy has too. Non-persistent buffers (masks, indices, constants) are
+    the copy's own since the deep copy; a buffer the model registers later is not the EMA's."""
+    params = dict(model.named_parameters())
+    ema_p = dict(ema.named_parameters())
+    if ema_p.keys() != params.keys():
+        raise AblateError("EMA: the model's parameters are not its EMA copy's (a parameter was added after "
+                          "TrainState.build)")
+    saved = model.state_dict(keep_vars=True).keys()
+    buffers = {name: b for name, b in model.named_buffers() if name in saved}
+    pairs = [(b, buffers[name]) for name, b in ema.named_buffers()
+             if name in buffers and buffers[name].shape == b.shape]
+    return (list(ema_p.values()), [params[n] for n in ema_p], [e for e, _ in pairs], [m for _, m in pairs])
+
+
+OPTIMIZER_IMPLS = ("fused", "foreach", "single")
+
+
+def build_optimizer(model: nn.Module, spec: CellSpec, device: torch.device, impl: str | None = None
+                    ) -> tuple[torch.optim.Optimizer, str]:
+    """``train.optimizer`` over ``model``'s parameters, and how it steps.
+
+    On CUDA ``fused`` (Adam's whole update in a few kernels; with fp16 the gradient scaler hands it
+    its inf check instead of reading it on the host); ``foreach`` (multi-tensor) where fused is
+    unavailable and on the CPU. The math is Adam's either way: the implementations agree within float
+    rounding (tests/train/test_optimizer.py). ``impl`` forces one of :data:`OPTIMIZER_IMPLS`.
+    """
+    tr = spec.train
+    opt_cls = OPTIMIZERS[tr.optimizer.name]
+    kwargs: dict[str, Any] = {"lr": tr.optimizer.lr, "betas": tr.optimizer.betas,
+                              "weight_decay": tr.optimizer.weight_decay}
+    if impl is not None and impl not in OPTIMIZER_IMPLS:
+        raise ValueError(f"optimizer implementation {impl!r}: expected one of {', '.join(OPTIMIZER_IMPLS)}")
+    *better, last = (impl,) if impl is not None else preferred_impls(device)
+    for name in better:
+        try:
+            return opt_cls(model.parameters(), **kwargs, **_impl_flags(name)), name
+        except RuntimeError:  # fused: no kernel for this device or a parameter's dtype
+            continue
+    return opt_cls(model.parameters(), **kwargs, **_impl_flags(last)), last
+
+
+def preferred_impls(device: torch.device) -> tuple[str, ...]:
+    """The optimizer implementations to try on ``device``, best first."""
+    return ("fused", "foreach") if device.type == "cuda" else ("foreach",)
+
+
+def _impl_flags(impl: str) -> dict[str, Any]:
+    return {"fused": impl == "fused", "foreach": impl == "foreach"}
+
+
+def use_impl(optimizer: torch.optim.Optimizer, impl: str) -> None:
+    """Make ``optimizer`` step with ``impl`` again after ``load_state_dict`` (which takes the saved
+    groups' flags), moving Adam's step counts where that implementation keeps them: on the parameter's
+    device for fused (and capturable), on the CPU otherwise (those paths read them on the host)."""
+    flags = _impl_flags(impl)
+    for group in optimizer.param_groups:
+        group.update(flags)
+        for p in group["params"]:
+            step = optimizer.state.get(p, {}).get("step")
+            if isinstance(step, Tensor):
+                on_device = impl == "fused" or group.get("capturable", False)
+                where = p.device if on_device else torch.device("cpu")
+                optimizer.state[p]["step"] = step.to(where, torch.float32)
 
 
 def rng_state() -> dict[str, Any]:

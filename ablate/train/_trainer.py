@@ -29,6 +29,7 @@ from ._cell import Cell, pick_device
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._compile import StepModel
 from ._evaluate import evaluate, reference_psnr
+from ._precision import precision_name, tf32_mode
 from ._prefetch import Prefetcher
 from ._reporter import NullReporter, Reporter, Trace, flatten_traces
 from ._samples import save_samples
@@ -111,7 +112,9 @@ class Trainer:
     every ``train.checkpoint_every`` steps and at the end; ``restore`` continues from such a checkpoint,
     and the run then ends exactly where an uninterrupted one would (the data stream is a pure function
     of (seed, step)). ``train.amp`` autocasts the forward pass (fp16 through the state's gradient
-    scaler); ``train.compile`` compiles the training step only (``StepModel``).
+    scaler); ``train.tf32`` runs the step's float32 matmuls as TF32 on CUDA (evaluation stays float32);
+    ``train.compile`` compiles the training step only (``StepModel``). :meth:`provenance` says how the
+    cell computes.
     """
 
     def __init__(self, spec: CellSpec, reporter: Reporter | None = None, checkpoint_dir: Path | None = None
@@ -140,7 +143,20 @@ class Trainer:
         self.timers = {"train": 0.0, "probe": 0.0, "eval": 0.0}
         self.ref_psnr = reference_psnr(self.cell)
         cuda = self.device.type == "cuda"
-        self.batches = Prefetcher(self.cell.sampler, tr.steps, depth=2 if cuda else 0, pin=cuda)
+        # four workers: enough for the tasks the CPU degrades (JPEG, rain: ~40–65 ms of CPU per 16×256² batch)
+        # or draws noise for (dn: ~30 ms); a batch the GPU degrades costs the CPU only its crops (~2 ms)
+        self.batches = Prefetcher(self.cell.sampler, tr.steps, depth=4 if cuda else 0, device=self.device)
+        self.degrade_on = self.batches.degrade_on
+
+    def provenance(self) -> dict[str, str]:
+        """How this cell computes, not what (its spec says that): ``precision`` of the training step
+        (``fp32``, ``tf32``, ``bf16``, ``fp16``; see ``precision_name``), ``optimizer_impl`` (``fused``,
+        ``foreach``, ``single``) and ``degrade_on``, where the training batches are degraded (``cuda``
+        or ``cpu``)."""
+        tr = self.spec.train
+        return {"precision": precision_name(tr.amp, tr.tf32, self.device),
+                "optimizer_impl": self.state.optimizer_impl,
+                "degrade_on": self.degrade_on}
 
     def run(self) -> CellResult:
         """Train to the last step (or divergence), evaluate, save the final checkpoint and samples."""
@@ -189,9 +205,10 @@ class Trainer:
     def _forward_backward(self, model: torch.nn.Module, lq: Tensor, gt: Tensor) -> Tensor:
         """The loss of ``model`` on one batch (forward under ``train.amp``'s autocast), backpropagated."""
         dtype = _AMP_DTYPES[self.spec.train.amp]
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = self.loss_fn(model(lq).float(), gt)
-        self.state.scaler.scale(self._objective(loss)).backward()  # without fp16, the objective itself
+        with tf32_mode(self.spec.train.tf32):  # the backward too: its matmuls read the flags as they run
+            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = self.loss_fn(model(lq).float(), gt)
+            self.state.scaler.scale(self._objective(loss)).backward()  # without fp16, the objective itself
         return loss
 
     def _apply_gradients(self) -> Tensor | None:
@@ -246,7 +263,8 @@ class Trainer:
         if step % tr.eval_every and step != tr.steps:
             return {}
         t0 = time.perf_counter()
-        val_psnr, val_ssim = evaluate(self.state.eval_model, self.cell, self.device)
+        with tf32_mode(False):  # validation in float32 whatever the training step's precision
+            val_psnr, val_ssim = evaluate(self.state.eval_model, self.cell, self.device)
         self.timers["eval"] += time.perf_counter() - t0
         self.state.best_psnr = max(self.state.best_psnr, val_psnr)
         return {"val/psnr": val_psnr, "val/ssim": val_ssim}
@@ -287,7 +305,8 @@ class Trainer:
         """Final PSNR/SSIM in float32 and, with ``train.lowprec_eval``, PSNR of fp16 and bf16 copies."""
         model = self.state.eval_model
         t0 = time.perf_counter()
-        psnr32, ssim32 = evaluate(model, self.cell, self.device)
+        with tf32_mode(False):
+            psnr32, ssim32 = evaluate(model, self.cell, self.device)
         out = {"final/psnr": psnr32, "final/ssim": ssim32}
         if self.spec.train.lowprec_eval:
             for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):

@@ -46,7 +46,7 @@ def test_a_compile_that_fails_at_the_first_step_warns_once_and_trains_the_same_c
     spec = {"norm": "batch_norm", "probes.every": 0}
     plain = run_cell(tiny_cell(**spec), Recorder(), checkpoint_dir=tmp_path / "plain")
     capsys.readouterr()
-    monkeypatch.setattr(torch, "compile", lambda model: _Broken(model, before=lambda m: m(torch.rand(2, 3, 8, 8))))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: _Broken(model, before=lambda m: m(torch.rand(2, 3, 8, 8))))
     trainer = Trainer(tiny_cell(**spec, **{"train.compile": True}), Recorder(), checkpoint_dir=tmp_path / "fell")
     result = trainer.run()
     _one_warning(capsys.readouterr().err)
@@ -59,7 +59,7 @@ def test_a_compile_that_fails_at_the_first_step_warns_once_and_trains_the_same_c
 
 def test_a_compile_that_fails_when_asked_for_warns_once_and_trains_uncompiled(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    def refuse(model: nn.Module) -> nn.Module:
+    def refuse(model: nn.Module, **options: Any) -> nn.Module:
         raise RuntimeError("backend='inductor' raised:\ntorch.compile is not supported on this Python")
 
     monkeypatch.setattr(torch, "compile", refuse)
@@ -84,7 +84,7 @@ def test_only_the_first_compiled_step_may_fall_back():
 
 
 def test_compile_false_never_calls_torch_compile(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(torch, "compile", lambda model: pytest.fail("torch.compile called"))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: pytest.fail("torch.compile called"))
     trainer = Trainer(tiny_cell(**{"probes.every": 0}))
     trainer.step(1)
     assert trainer.step_model.compiled is None
@@ -94,7 +94,7 @@ def test_compile_false_never_calls_torch_compile(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")  # position_bias's index
 def test_a_compiled_step_trains_like_the_eager_one(monkeypatch: pytest.MonkeyPatch):
     real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend="aot_eager"))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, **kw, backend="aot_eager"))
     over = {"probes.every": 2, "train.ema": 0.9}  # probes hook the plain model between compiled steps
     compiled = Trainer(tiny_cell(**over, **{"train.compile": True}))
     eager = Trainer(tiny_cell(**over))

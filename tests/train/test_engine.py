@@ -165,7 +165,7 @@ def test_prefetched_batches_are_the_samplers_batches():
     from ablate.train._prefetch import Prefetcher
 
     cell = Cell(tiny_cell())
-    pre = Prefetcher(cell.sampler, last=5, depth=2, pin=False)
+    pre = Prefetcher(cell.sampler, last=5, depth=2, device=torch.device("cpu"))
     try:
         for step in range(1, 6):
             lq, gt = pre.get(step)
