@@ -36,7 +36,7 @@ from ._presets import BackbonePreset
 if TYPE_CHECKING:
     from ablate.norms import NormVariant
 
-    from ._common import IRModel, ResidualGroup, ResidualGroupModel
+    from ._common import IRModel, ResidualGroup, ResidualGroupModel, attention_kernel, attention_path
     from .drct import DRCT
     from .hat import HAT
     from .swinir import SwinIR
@@ -52,6 +52,8 @@ __all__ = [
     "ResidualGroup",
     "ResidualGroupModel",
     "SwinIR",
+    "attention_kernel",
+    "attention_path",
     "build_backbone",
     "validate_backbone",
 ]
@@ -125,5 +127,6 @@ def build_backbone(spec: Any, norm: NormVariant | str | Mapping[str, Any], scale
 # the model code imports torch: loaded on first use, so validating a spec does not
 __getattr__, __dir__ = lazy_exports(__name__, {
     "IRModel": "._common", "ResidualGroup": "._common", "ResidualGroupModel": "._common",
+    "attention_kernel": "._common", "attention_path": "._common",
     "DRCT": ".drct", "HAT": ".hat", "SwinIR": ".swinir"})
 BACKBONES.declare_package(__name__)

@@ -151,12 +151,23 @@ class Trainer:
     def provenance(self) -> dict[str, str]:
         """How this cell computes, not what (its spec says that): ``precision`` of the training step
         (``fp32``, ``tf32``, ``bf16``, ``fp16``; see ``precision_name``), ``optimizer_impl`` (``fused``,
-        ``foreach``, ``single``) and ``degrade_on``, where the training batches are degraded (``cuda``
-        or ``cpu``)."""
+        ``foreach``, ``single``), ``degrade_on``, where the training batches are degraded (``cuda``
+        or ``cpu``), ``attention`` (``fused``: SDPA's memory-efficient kernel, or ``math``: the explicit
+        product), ``norm`` (how the cell's normalizer computes: its ``kernel``), ``compile`` (``off``,
+        ``on``, or ``fell back``) and ``deterministic`` (``strict`` or ``off``). Recorded on the cell's
+        run as ``ablate.impl.<key>`` tags; none of it is in the cell id."""
+        from ablate.backbones import attention_kernel
+
         tr = self.spec.train
+        normalizer = self.cell.variant.normalizer
+        compiled = "off" if not tr.compile else ("on" if self.step_model.compiled is not None else "fell back")
         return {"precision": precision_name(tr.amp, tr.tf32, self.device),
                 "optimizer_impl": self.state.optimizer_impl,
-                "degrade_on": self.degrade_on}
+                "degrade_on": self.degrade_on,
+                "attention": attention_kernel(self.device),
+                "norm": getattr(normalizer, "kernel", "") or normalizer.__name__,
+                "compile": compiled,
+                "deterministic": "strict" if tr.deterministic else "off"}
 
     def run(self) -> CellResult:
         """Train to the last step (or divergence), evaluate, save the final checkpoint and samples."""
