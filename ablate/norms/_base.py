@@ -28,6 +28,9 @@ class Normalizer(nn.Module):
     train_eval_differ: ClassVar[bool] = False  # eval mode computes something other than train mode
     # accepted constructor parameters (keyword arguments of __init__, same defaults)
     PARAMS: ClassVar[dict[str, Param]] = {}
+    # how the class computes, in a few words (e.g. "layer_norm(C) no affine, y*γ+β"): recorded on each
+    # run as provenance, since a faster path that keeps the numerics keeps the cell's id
+    kernel: ClassVar[str] = "custom"
 
     def __init__(self, dim: int, *, rescale: bool = False) -> None:
         super().__init__()

@@ -1,7 +1,19 @@
-"""The built-in normalizers. Each works on a (B, L, C) map of full images (L = H·W)."""
+"""The built-in normalizers. Each works on a (B, L, C) map of full images (L = H·W).
+
+How they compute (each class's ``kernel`` names it): on torch's fused normalization kernels
+(``layer_norm``, ``group_norm``, ``batch_norm``) *without* their affine, then ``y * γ + β``.
+Why without: PyTorch's CUDA γ/β-gradient kernel of layer_norm is pathological for small C at
+≤ 65,536 rows (2 thread blocks for C = 60, 210 µs per call on an H200), while a multiply-add's
+backward is two plain reductions. And why ``y * γ + β`` rather than ``addcmul(β, y, γ)``: addcmul's
+backward multiplies both factors by its ``value`` (one more full-size kernel), so it dispatches more
+operators for the same result. Every dispatched operator costs 10-20 µs of CPU launch time on a GPU in
+eager mode, so the count is what these choices minimise (tests/norms/test_norm_equality.py checks
+that the results equal the previous hand-written ones, tests/norms/_reference.py).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,21 +29,6 @@ from ablate.registry import NORMS
 from ._base import Normalizer
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def _var_mean(x: Tensor, dim: int | tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """Biased variance and mean over ``dim`` (kept), as a mean plus the norm of the centred values.
-
-    Same result as ``torch.var_mean(..., correction=0)``; on CPU its Welford reduction is several
-    times slower than these two plain passes (measured in benchmarks/bench_norms.py).
-    """
-    dims = (dim,) if isinstance(dim, int) else dim
-    n = 1
-    for d in dims:
-        n *= x.shape[d]
-    mean = x.mean(dim=dims, keepdim=True)
-    var = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square() / n
-    return var, mean
 
 
 def _acc(x: Tensor) -> Tensor:
@@ -50,11 +47,45 @@ def _out(y: Tensor, sigma: Tensor | None, like: Tensor) -> tuple[Tensor, Tensor 
     return y, sigma
 
 
+class _LayerNormSigma(torch.autograd.Function):
+    """LayerNorm without affine over the trailing dims ``shape``, returning ``(x̂, σ)`` with σ's gradient.
+
+    ``x̂ = (x − μ) / σ`` and ``σ = sqrt(var + ε)`` over the M = prod(shape) values of each row: one
+    ``native_layer_norm`` forward (σ = 1/rstd of that same call) and one ``native_layer_norm_backward``
+    for x̂, plus one multiply-add for σ, whose gradient is ``∂σ/∂x = x̂ / M``. Why a node at all: torch's
+    layer_norm returns its statistics without a gradient, and rebuilding σ with one (var, add, sqrt
+    and their backwards) costs ~10 more operators per call than this. Rescale variants need σ live:
+    i-LN's ``x + σ · f(LN(x))`` must not detach it. Token LN uses ``shape = (C,)``, Global LN ``(L, C)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, shape: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor]:
+        y, mean, rstd = torch.native_layer_norm(x, shape, None, None, eps)
+        ctx.save_for_backward(x, y, mean, rstd)
+        ctx.shape = shape
+        return y, rstd.reciprocal()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, gy: Tensor, gsigma: Tensor) -> tuple[Tensor, None, None]:
+        x, y, mean, rstd = ctx.saved_tensors
+        gx = torch.ops.aten.native_layer_norm_backward(gy, x, ctx.shape, mean, rstd, None, None,
+                                                       [True, False, False])[0]
+        return torch.addcmul(gx, y, gsigma, value=1.0 / math.prod(ctx.shape)), None, None
+
+
+
+def _std(x: Tensor, dim: int | tuple[int, ...], eps: float, keepdim: bool = True) -> Tensor:
+    """``sqrt(var + ε)`` over ``dim`` (biased variance), with its gradient: a rescale's σ."""
+    return torch.sqrt(torch.var(x, dim=dim, correction=0, keepdim=keepdim) + eps)
+
+
 @NORMS.register("token_ln")
 class TokenLayerNorm(Normalizer):
     """Per-token LayerNorm over C (the standard transformer LN); σ per token."""
 
     sigma = "token"
+    kernel = "layer_norm(C) no affine, y*γ+β"
     PARAMS = {"eps": Param(1e-5, float, "added to the variance")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5) -> None:
@@ -64,54 +95,12 @@ class TokenLayerNorm(Normalizer):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        y = F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)  # the fused kernel
-        if not self.rescale:
-            return y, None
-        # σ on the side (the fused kernel does not return it with a gradient): a mean and the norm of
-        # the centred tokens, ~1.5× faster per training step on CPU than torch.var_mean's reduction
-        xs = _acc(x)
-        xc = xs - xs.mean(dim=-1, keepdim=True)
-        var = torch.linalg.vector_norm(xc, dim=-1, keepdim=True).square() / self.dim
-        return _out(y, torch.sqrt(var + self.eps), x)
-
-
-class _GlobalLayerNormFn(torch.autograd.Function):
-    """Global LN in one autograd node: ``(x, γ, β, ε) -> (y, σ)`` with an analytic backward.
-
-    Per sample, over all M = L·C values: μ = mean(x), x_c = x − μ, σ = sqrt(mean(x_c²) + ε),
-    y = γ ⊙ x_c / σ + β. Why not autograd over ``torch.var_mean``: on CPU var_mean's Welford
-    reduction is ~9× slower than a plain mean plus a vector norm of x_c, and autograd then adds
-    several more passes over the map; this node saves x_c once and does the backward in four passes.
-    σ is an output with its own gradient (i-LN's rescale must not detach it).
-
-    Backward, with g_x̂ = g_y ⊙ γ, x̂ = x_c / σ, means over the M values of one sample:
-    ``∂x = (g_x̂ − mean(g_x̂) − x̂ · mean(g_x̂ ⊙ x̂)) / σ + g_σ · x̂ / M``.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-        m = x.shape[1] * x.shape[2]
-        mean = x.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1)
-        xc = x - mean
-        var = torch.linalg.vector_norm(xc, dim=(1, 2), keepdim=True).square_().div_(m)
-        rstd = var.add_(eps).rsqrt_()
-        y = torch.addcmul(bias, xc, rstd * weight)
-        ctx.save_for_backward(xc, weight, rstd)
-        return y, rstd.reciprocal()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, gy: Tensor, gsigma: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
-        xc, weight, rstd = ctx.saved_tensors
-        m = xc.shape[1] * xc.shape[2]
-        s1 = gy.sum(dim=1, keepdim=True)  # Σ_l g_y: (B, 1, C)
-        sxh = (gy * xc).sum(dim=1, keepdim=True).mul_(rstd)  # Σ_l g_y ⊙ x̂: (B, 1, C)
-        mean_g = (s1 * weight).sum(dim=-1, keepdim=True).div_(m)  # mean(g_x̂): (B, 1, 1)
-        mean_gx = (sxh * weight).sum(dim=-1, keepdim=True).div_(m)  # mean(g_x̂ ⊙ x̂)
-        coef = rstd * (rstd * mean_gx - gsigma / m)  # multiplies x_c
-        gx = torch.addcmul(-rstd * mean_g, xc, -coef)
-        gx.addcmul_(gy, rstd * weight)
-        return gx, sxh.sum(dim=(0, 1)), s1.sum(dim=(0, 1)), None
+        if self.rescale:  # σ from the same layer_norm call, with its gradient
+            y, sigma = _LayerNormSigma.apply(_acc(x), (self.dim,), self.eps)
+            return _out(y * self.weight + self.bias, sigma, x)
+        y = F.layer_norm(x, (self.dim,), None, None, self.eps)
+        # layer_norm's output dtype (a half model's, autocast's), as when it applied γ and β itself
+        return (y * self.weight + self.bias).to(y.dtype), None
 
 
 @NORMS.register("global_ln")
@@ -119,10 +108,12 @@ class GlobalLayerNorm(Normalizer):
     """Global LN (LN*): one mean and biased variance per image over H·W·C; per-channel γ, β.
 
     ``LN*(x) = γ ⊙ (x − μ) / sqrt(σ² + ε) + β`` with ε = 1e-4 on the variance. No batch statistics:
-    train and eval are identical. Computed by one fused autograd node (``_GlobalLayerNormFn``).
+    train and eval are identical. Computed as torch's layer_norm over the (L, C) map of each image
+    (no affine: γ, β are per channel, not per value), then ``y * γ + β``.
     """
 
     sigma = "sample"
+    kernel = "layer_norm(L,C) no affine, y*γ+β"
     PARAMS = {"eps": Param(1e-4, float, "added to the variance")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-4) -> None:
@@ -133,8 +124,12 @@ class GlobalLayerNorm(Normalizer):
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         xs = _acc(x)
-        y, sigma = _GlobalLayerNormFn.apply(xs, self.weight.to(xs.dtype), self.bias.to(xs.dtype), self.eps)
-        return _out(y, sigma if self.rescale else None, x)
+        shape = (xs.shape[1], xs.shape[2])
+        if self.rescale:  # σ (B, 1, 1) from the same layer_norm call, with its gradient
+            y, sigma = _LayerNormSigma.apply(xs, shape, self.eps)
+            return _out(y * self.weight + self.bias, sigma, x)
+        y = F.layer_norm(xs, shape, None, None, self.eps)
+        return _out(y * self.weight + self.bias, None, x)
 
 
 @NORMS.register("rms_norm")
@@ -142,6 +137,7 @@ class RMSNorm(Normalizer):
     """RMSNorm per token over C (no centering); σ = the token's RMS."""
 
     sigma = "token"
+    kernel = "rms_norm(C) no affine, y*γ"
     PARAMS = {"eps": Param(1e-6, float, "added to the mean square")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-6) -> None:
@@ -151,8 +147,12 @@ class RMSNorm(Normalizer):
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         xs = _acc(x)
-        rstd = torch.rsqrt(xs.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return _out(xs * rstd * self.weight, 1.0 / rstd if self.rescale else None, x)
+        if self.rescale:  # σ with its gradient; x / σ dispatches fewer operators than x · rsqrt and 1/rstd
+            sigma = torch.sqrt(xs.square().mean(dim=-1, keepdim=True) + self.eps)
+            return _out(xs / sigma * self.weight, sigma, x)
+        # torch's rms_norm: the fused kernel on a GPU where torch has one, its decomposition elsewhere;
+        # without γ, which would take the same small-C γ-gradient kernel as layer_norm's
+        return _out(F.rms_norm(xs, (self.dim,), None, self.eps) * self.weight, None, x)
 
 
 @NORMS.register("batch_norm")
@@ -164,6 +164,7 @@ class BatchNorm(Normalizer):
     """
 
     sigma = "channel"
+    kernel = "batch_norm((B·L, C)) with affine"
     batch_dependent = True
     train_eval_differ = True
     running_mean: Tensor  # buffers, typed for mypy (nn.Module.__getattr__ says Tensor | Module)
@@ -186,21 +187,38 @@ class BatchNorm(Normalizer):
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         use_batch = self.training or self.eval_stats == "batch"
         xs = _acc(x)
-        if use_batch:
-            var, mean = (t.flatten() for t in _var_mean(xs, (0, 1)))  # (C,)
-            if self.training:
-                with torch.no_grad():
-                    n = x.shape[0] * x.shape[1]
-                    unbiased = var * (n / max(n - 1, 1))
-                    # statistics are float32 for a bfloat16/half module; its buffers are not
-                    self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
-                    self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
-        else:
-            var, mean = self.running_var.to(xs.dtype), self.running_mean.to(xs.dtype)
-        rstd = torch.rsqrt(var + self.eps)
-        scale = rstd * self.weight
-        shift = torch.addcmul(self.bias, mean, scale, value=-1.0)
-        return _out(torch.addcmul(shift, xs, scale), 1.0 / rstd if self.rescale else None, x)
+        rows = xs.reshape(-1, self.dim)  # (B·L, C): BatchNorm1d's layout, the map's own memory order
+        n = rows.shape[0]
+        # the kernel updates the running averages in place (momentum, unbiased variance) when handed them
+        track = self.training and n > 1
+        mean, var = self.running_mean, self.running_var
+        # statistics are float32 for a bfloat16/half module; its buffers are not: work on float copies
+        half = mean.dtype != xs.dtype
+        if half:
+            mean, var = mean.to(xs.dtype), var.to(xs.dtype)
+        weight, bias = self.weight.to(xs.dtype), self.bias.to(xs.dtype)
+        # torch.batch_norm, not F.batch_norm: that one refuses the single row a 1×1 batch of 1 gives
+        y = torch.batch_norm(rows, weight, bias, mean if track or not use_batch else None,
+                             var if track or not use_batch else None, use_batch, self.momentum, self.eps,
+                             torch.backends.cudnn.enabled)
+        if self.training:
+            with torch.no_grad():
+                if n == 1:  # one value per channel: its mean is itself and its variance 0
+                    mean.lerp_(rows[0].detach().to(mean.dtype), self.momentum)
+                    var.mul_(1.0 - self.momentum)
+                if half:
+                    self.running_mean.copy_(mean)
+                    self.running_var.copy_(var)
+        sigma = None
+        if self.rescale:
+            sigma = _std(rows, 0, self.eps, keepdim=False) if use_batch else torch.sqrt(var + self.eps)
+        return _out(y.view(x.shape), sigma, x)
+
+
+def _group_norm(xs: Tensor, groups: int, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+    """torch's group_norm (γ, β fused: its γ/β gradient reduces per image and channel first, no small-C
+    pathology) on the (B, C, L) layout it needs, and back to (B, L, C)."""
+    return F.group_norm(xs.transpose(1, 2), groups, weight.to(xs.dtype), bias.to(xs.dtype), eps).transpose(1, 2)
 
 
 @NORMS.register("instance_norm")
@@ -208,6 +226,7 @@ class InstanceNorm(Normalizer):
     """InstanceNorm: per image and channel over H·W; σ of shape (B, 1, C)."""
 
     sigma = "sample_channel"
+    kernel = "group_norm(C groups) on (B, C, L)"
     PARAMS = {"eps": Param(1e-5, float, "added to the variance")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5) -> None:
@@ -218,11 +237,8 @@ class InstanceNorm(Normalizer):
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         xs = _acc(x)
-        var, mean = _var_mean(xs, 1)  # (B, 1, C)
-        rstd = torch.rsqrt(var + self.eps)
-        scale = rstd * self.weight
-        shift = torch.addcmul(self.bias, mean, scale, value=-1.0)
-        return _out(torch.addcmul(shift, xs, scale), 1.0 / rstd if self.rescale else None, x)
+        y = _group_norm(xs, self.dim, self.weight, self.bias, self.eps)
+        return _out(y, _std(xs, 1, self.eps) if self.rescale else None, x)
 
 
 @NORMS.register("group_norm")
@@ -230,6 +246,7 @@ class GroupNorm(Normalizer):
     """GroupNorm: per image and group of channels over H·W·(C/G); σ broadcast per channel (B, 1, C)."""
 
     sigma = "sample_channel"
+    kernel = "group_norm on (B, C, L)"
     PARAMS = {"eps": Param(1e-5, float, "added to the variance"), "groups": Param(4, int, "channel groups")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5, groups: int = 4) -> None:
@@ -241,15 +258,13 @@ class GroupNorm(Normalizer):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        b, n, c = x.shape
-        xg = _acc(x).reshape(b, n, self.groups, c // self.groups)
-        var, mean = _var_mean(xg, (1, 3))  # (B, 1, G, 1)
-        rstd = torch.rsqrt(var + self.eps)
-        y = ((xg - mean) * rstd).reshape(b, n, c)
-        y = torch.addcmul(self.bias, y, self.weight)
+        xs = _acc(x)
+        y = _group_norm(xs, self.groups, self.weight, self.bias, self.eps)
         sigma = None
         if self.rescale:
-            sigma = (1.0 / rstd).expand(b, 1, self.groups, c // self.groups).reshape(b, 1, c)
+            b, n, c = x.shape
+            sigma = _std(xs.view(b, n, self.groups, c // self.groups), (1, 3), self.eps)  # (B, 1, G, 1)
+            sigma = sigma.expand(b, 1, self.groups, c // self.groups).reshape(b, 1, c)
         return _out(y, sigma, x)
 
 
@@ -257,6 +272,7 @@ class GroupNorm(Normalizer):
 class DynamicTanh(Normalizer):
     """Dynamic Tanh: γ·tanh(αx) + β with a learnable scalar α; normalizes by no statistic."""
 
+    kernel = "tanh(αx)*γ+β"
     PARAMS = {"alpha": Param(0.5, float, "initial α (tanh input scale)")}
 
     def __init__(self, dim: int, *, rescale: bool = False, alpha: float = 0.5) -> None:
@@ -266,12 +282,14 @@ class DynamicTanh(Normalizer):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        return torch.addcmul(self.bias, torch.tanh(self.alpha * x), self.weight), None
+        return torch.tanh(self.alpha * x) * self.weight + self.bias, None
 
 
 @NORMS.register("affine")
 class Affine(Normalizer):
     """Affine only: γx + β, no normalization (i-LN's embedding and final norms)."""
+
+    kernel = "x*γ+β"
 
     def __init__(self, dim: int, *, rescale: bool = False) -> None:
         super().__init__(dim, rescale=rescale)
@@ -279,12 +297,14 @@ class Affine(Normalizer):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        return torch.addcmul(self.bias, x, self.weight), None
+        return x * self.weight + self.bias, None
 
 
 @NORMS.register("none")
 class Identity(Normalizer):
     """No normalization at all (identity)."""
+
+    kernel = "identity"
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         return x, None
@@ -294,6 +314,7 @@ class Identity(Normalizer):
 class LayerScale(TokenLayerNorm):
     """Per-token LN plus LayerScale: each residual branch multiplied by a learnable per-channel γ (init 1e-4)."""
 
+    kernel = f"{TokenLayerNorm.kernel}; branch*γ"
     PARAMS = {"eps": Param(1e-5, float, "added to the variance"), "init": Param(1e-4, float, "initial per-channel branch gate γ")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5, init: float = 1e-4) -> None:
@@ -312,6 +333,7 @@ class LayerScale(TokenLayerNorm):
 class ReZero(Normalizer):
     """ReZero: no normalization; each residual branch multiplied by a learnable scalar α initialised to 0."""
 
+    kernel = "identity; branch*α"
     PARAMS = {"init": Param(0.0, float, "initial branch gate α")}
 
     def __init__(self, dim: int, *, rescale: bool = False, init: float = 0.0) -> None:

@@ -19,7 +19,7 @@ from ablate.norms._normalizers import (
     InstanceNorm,
     RMSNorm,
     TokenLayerNorm,
-    _GlobalLayerNormFn,
+    _LayerNormSigma,
 )
 
 B, H, W, C = 3, 5, 6, 8
@@ -183,44 +183,57 @@ def test_i_ln_fixed_rescale_conflicts() -> None:
     assert resolve_norm("i_ln", rescale=True).rescale
 
 
-# --- the fused Global LN node -----------------------------------------------------------------
+# --- the σ node of the rescale variants ------------------------------------------------------------
 
-def _reference_global_ln(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                         eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The textbook formula, left to autograd."""
-    mean = x.mean(dim=(1, 2), keepdim=True)
-    var = ((x - mean) ** 2).mean(dim=(1, 2), keepdim=True)
+def _reference_ln(x: torch.Tensor, dims: tuple[int, ...], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The textbook formula over ``dims``, left to autograd: (x̂, σ)."""
+    mean = x.mean(dim=dims, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
     sigma = torch.sqrt(var + eps)
-    return (x - mean) / sigma * weight + bias, sigma
+    return (x - mean) / sigma, sigma
 
 
-def test_fused_global_ln_passes_gradcheck() -> None:
+# token LN normalizes over C, Global LN over (L, C)
+SHAPES = {"token": ((5,), (-1,)), "global": ((6, 5), (1, 2))}
+
+
+@pytest.mark.parametrize("kind", sorted(SHAPES))
+def test_layer_norm_sigma_node_passes_gradcheck(kind: str) -> None:
+    shape, _ = SHAPES[kind]
     g = torch.Generator().manual_seed(0)
     x = (3 * torch.randn(2, 6, 5, generator=g, dtype=torch.float64) + 2).requires_grad_()
-    weight = torch.randn(5, generator=g, dtype=torch.float64).requires_grad_()
-    bias = torch.randn(5, generator=g, dtype=torch.float64).requires_grad_()
-    # both outputs (y and σ) get random upstream gradients, so the σ path is checked too
-    assert torch.autograd.gradcheck(lambda *a: _GlobalLayerNormFn.apply(*a, 1e-4), (x, weight, bias))
+    # both outputs (x̂ and σ) get random upstream gradients, so the σ path is checked too
+    assert torch.autograd.gradcheck(lambda x: _LayerNormSigma.apply(x, shape, 1e-4), (x,))
 
 
-def test_fused_global_ln_matches_autograd_reference() -> None:
+@pytest.mark.parametrize("kind", sorted(SHAPES))
+def test_layer_norm_sigma_node_matches_autograd_reference(kind: str) -> None:
+    _, dims = SHAPES[kind]
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(3, 40, 12, generator=g) * 4 - 1).requires_grad_()
-    weight = (1 + torch.randn(12, generator=g)).requires_grad_()
-    bias = torch.randn(12, generator=g).requires_grad_()
-    gy, gs = torch.randn(3, 40, 12, generator=g), torch.randn(3, 1, 1, generator=g)
+    shape = (12,) if kind == "token" else (40, 12)
+    gy = torch.randn(3, 40, 12, generator=g)
+    gs = torch.randn(3, 40 if kind == "token" else 1, 1, generator=g)
     outs = []
-    for fn in (lambda *a: _GlobalLayerNormFn.apply(*a, 1e-4), lambda *a: _reference_global_ln(*a, 1e-4)):
-        y, sigma = fn(x, weight, bias)
-        grads = torch.autograd.grad((y * gy).sum() + (sigma * gs).sum(), (x, weight, bias))
-        outs.append((y, sigma, *grads))
+    for fn in (lambda x: _LayerNormSigma.apply(x, shape, 1e-4), lambda x: _reference_ln(x, dims, 1e-4)):
+        y, sigma = fn(x)
+        (gx,) = torch.autograd.grad((y * gy).sum() + (sigma * gs).sum(), x)
+        outs.append((y, sigma, gx))
     for got, want in zip(*outs):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_fused_global_ln_refuses_double_backward() -> None:
+def test_layer_norm_sigma_node_refuses_double_backward() -> None:
+    # its backward is first-order only: a second derivative must fail loudly, not come out wrong
     x = torch.randn(2, 4, 3, requires_grad=True)
-    norm = GlobalLayerNorm(3)
-    (gx,) = torch.autograd.grad((norm(x) * torch.randn(2, 4, 3)).sum(), x, create_graph=True)
+    norm = GlobalLayerNorm(3, rescale=True)
+    (gx,) = torch.autograd.grad((norm.residual(x, lambda y: y) * torch.randn(2, 4, 3)).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError):
         gx.sum().backward()
+
+
+def test_global_ln_without_rescale_has_second_derivatives() -> None:
+    # torch's own layer_norm: double backward works where the hand-written node refused it
+    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    norm = GlobalLayerNorm(3).double()
+    assert torch.autograd.gradgradcheck(lambda x: norm(x), (x,))
