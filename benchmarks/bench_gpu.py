@@ -55,10 +55,12 @@ ratios (i_ln / token_ln, bf16 / fp32, TF32 / fp32, compile / eager, data path, p
 the end; ``--json PATH`` is rewritten after every row, so a killed run keeps what it measured.
 
 ``--ops-only`` counts on the CPU (``CUDA_VISIBLE_DEVICES=`` in the workers): per checkout, model and
-norm, the aten operators of one forward+backward at batch 1 (the count does not depend on the batch or
-on the image size, for sizes that are multiples of the window) and of one ``Trainer.step`` on a fixed
-batch, and the FLOPs of the cell's step (batch 1's, times the cell's batch). Machine-independent: CPU
-tests and a before/after without a GPU use it. ``--smoke`` (and any run without CUDA) runs everything on
+norm, the aten operators of one forward+backward and of one ``Trainer.step`` on a fixed batch, at batch
+2 on LQ patches two windows a side (the counts are those of the paper cell's size: they do not change
+with the batch from 2 or with the size in windows), and the FLOPs scaled to the cell's batch and patch.
+Machine-independent, a minute or two on a 2-core machine: CPU tests and a before/after without a GPU
+use it. Its ``Trainer.step`` count includes the optimizer as it runs on the CPU (torch's per-tensor Adam
+unless the Trainer asks for another): a CUDA-only fused optimizer shows in the GPU run's ops/step only. ``--smoke`` (and any run without CUDA) runs everything on
 tiny versions of the models for a few steps, compile through the ``eager`` backend: its numbers mean
 nothing, it checks the script.
 """
@@ -94,7 +96,11 @@ PAPER = {"swinir-light": "experiments/paper/swinir-light-sr.yaml", "hat-mini": "
 NORMS = ("token_ln", "i_ln")
 TASK = "sr-x4"  # the paper's 64×64 LQ patches at ×4 (HR 256): the dearer of the two scales
 PACK_MODEL = "swinir-light"  # the cell small enough to share a GPU
-OPS_BATCH = 2  # --ops-only: operator counts are the same for any batch ≥ 2 (FLOPs are scaled to the cell's)
+# --ops-only: operator counts are the same for any batch ≥ 2 and any LQ side that is a multiple of the window
+# (checked on main: swinir-light at 2, 4, 8 windows a side, hat-mini at 2, 3, 4 and batches 2 to 16; batch 1
+# skips a few copies), so they are counted small; FLOPs
+# scale with batch × pixels (checked: exact for swinir-light, within 3e-6 for hat-mini's channel attention)
+OPS_BATCH, OPS_WINDOWS = 2, 2
 # smoke mode: the same models shrunk to a few thousand parameters, on 32² HR patches
 SMOKE_BACKBONES: dict[str, dict[str, Any]] = {
     "hat-mini": {"name": "hat-mini", "embed_dim": 12, "depths": [1], "num_heads": 2, "window_size": 4,
@@ -429,9 +435,16 @@ class Worker:
                 "peak_gib": self.peak_gib(), "cell_steps": cfg["train"]["steps"]}
 
     def stage_ops(self, model: str, norm: str) -> dict[str, Any]:
-        """--ops-only: operators of one forward+backward and of one Trainer.step, FLOPs of the cell's step."""
+        """--ops-only: operators of one forward+backward and of one Trainer.step, FLOPs of the cell's step.
+        Counted at batch OPS_BATCH on LQ patches of OPS_WINDOWS windows a side (the counts are those of
+        the cell's size, and the CPU time a fraction); FLOPs scaled to the cell's batch and patch."""
         cfg, cell_batch = self.cell_config(model, norm)
         net = self.model(cfg)
+        cell_patch, scale = cfg["train"]["patch_size"], self.scale(cfg)
+        window = getattr(net, "window_size", None)
+        if isinstance(window, int) and OPS_WINDOWS * window * scale < cell_patch:
+            cfg["train"]["patch_size"] = OPS_WINDOWS * window * scale
+        patch = cfg["train"]["patch_size"]
         lq, gt = self.fixed_batch(cfg)
 
         def forward_backward() -> None:
@@ -444,9 +457,10 @@ class Worker:
         it = self.iteration(trainer)
         it(1)
         whole = self.count(lambda: it(2))
-        notes = [f"counted at batch {OPS_BATCH}, FLOPs × {cell_batch / OPS_BATCH:g}", fb["note"], whole["note"]]
+        factor = cell_batch * cell_patch**2 / (OPS_BATCH * patch**2)
+        notes = [f"counted at batch {OPS_BATCH}, HR {patch}²; FLOPs × {factor:g}", fb["note"], whole["note"]]
         return {"ops_fwdbwd": fb["ops"], "ops": whole["ops"],
-                "gflop": fb["gflop"] * cell_batch / OPS_BATCH if fb["gflop"] is not None else None,
+                "gflop": fb["gflop"] * factor if fb["gflop"] is not None else None,
                 "ops_top": fb["ops_top"], "note": "; ".join(n for n in notes if n)}
 
     def stage_profile(self, model: str, norm: str) -> dict[str, Any]:
@@ -1017,7 +1031,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.monotonic()
     cuda = torch.cuda.is_available() and not args.ops_only
-    smoke = args.smoke or not cuda
+    smoke = args.smoke or not (cuda or args.ops_only)  # --ops-only counts the paper models unless --smoke
     plan = SMOKE if smoke else FULL
     plan = dataclasses.replace(plan, warmup=args.warmup if args.warmup is not None else plan.warmup,
                                steps=args.steps or plan.steps, compile_backend=args.compile_backend or plan.compile_backend)
@@ -1056,10 +1070,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.ops_only:
         for job in jobs:
             job.env["CUDA_VISIBLE_DEVICES"] = ""
-    header = (f"bench_gpu: torch {torch.__version__}; "
-              + ", ".join(f"{s} = {p}" for s, p in sides.items())
-              + f"; paper cells at {TASK}; {plan.steps} timed steps after {plan.warmup} warmup, packed rows over "
-              f"{plan.window_s:g} s; {len(jobs)} jobs, budget {budget:.0f} s"
+    timing = ("" if args.ops_only else f"{plan.steps} timed steps after {plan.warmup} warmup, packed rows over "
+              f"{plan.window_s:g} s; ")
+    header = (f"bench_gpu: torch {torch.__version__}; " + ", ".join(f"{s} = {p}" for s, p in sides.items())
+              + f"; paper cells at {TASK}; {timing}{len(jobs)} jobs, budget {budget:.0f} s"
               + ("; serial" if args.serial else f"; up to {total} workers at once, timed blocks one at a time"))
     print(header + "\n", flush=True)
     meta = {"argv": sys.argv[1:], "torch": torch.__version__, "roots": {s: str(p) for s, p in sides.items()},
