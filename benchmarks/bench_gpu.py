@@ -23,7 +23,8 @@ with its one-line error; a worker that dies or runs past ``--budget`` is a row s
 
 **Runs** (per model and norm; "before" runs a lean subset unless ``--before full``):
 
-- **bare loop**: a hand-written loop of the recipe on one fixed batch on the device — ``model(lq)``,
+- **bare loop**: a hand-written loop of the recipe on one fixed batch on the device (random HR patches of
+  the cell's shape and their box-filtered LQ, the same for every checkout) — ``model(lq)``,
   L1, backward, Adam (``fused=True`` on CUDA), the schedule, the EMA as one ``_foreach_lerp_``;
   the model is the checkout's, the loop is this file's (the same for before and after);
 - **Trainer, fixed batch**: ``Trainer``'s loop iteration (``step``, ``probe``, ``evaluate``, ``log``;
@@ -60,9 +61,11 @@ norm, the aten operators of one forward+backward and of one ``Trainer.step`` on 
 with the batch from 2 or with the size in windows), and the FLOPs scaled to the cell's batch and patch.
 Machine-independent, a minute or two on a 2-core machine: CPU tests and a before/after without a GPU
 use it. Its ``Trainer.step`` count includes the optimizer as it runs on the CPU (torch's per-tensor Adam
-unless the Trainer asks for another): a CUDA-only fused optimizer shows in the GPU run's ops/step only. ``--smoke`` (and any run without CUDA) runs everything on
-tiny versions of the models for a few steps, compile through the ``eager`` backend: its numbers mean
-nothing, it checks the script.
+unless the Trainer asks for another): a CUDA-only fused optimizer shows in the GPU run's ops/step only.
+
+``--smoke`` (and any run without CUDA) runs everything on tiny versions of the models for a few steps,
+compile through the ``eager`` backend: its numbers mean nothing, it checks the script. ``--runs`` and
+``--compile-backend`` narrow a run down (e.g. ``--runs compile --compile-backend aot_eager``).
 """
 
 from __future__ import annotations
@@ -576,6 +579,7 @@ class Running:
     readers: list[threading.Thread]
     results: list[dict[str, Any]] = field(default_factory=list)
     started: float = 0.0
+    compiling: int = 0  # compile jobs running when this one started (their CPU load shares the machine)
 
 
 class Report:
@@ -836,7 +840,8 @@ class Runner:
         barrier.mkdir()
         env = dict(os.environ, **job.env)
         env["PYTHONPATH"] = os.pathsep.join([str(job.root), *filter(None, [os.environ.get("PYTHONPATH")])])
-        run = Running(job, [], [], [], started=time.monotonic())
+        run = Running(job, [], [], [], started=time.monotonic(),
+                      compiling=sum(r.job.lane == "compile" for r in self.running))
         for rank in range(job.ranks):
             payload = {**self.payload, "side": job.side, "root": str(job.root), "items": job.items,
                        "rank": rank, "ranks": job.ranks, "barrier": str(barrier),
@@ -927,7 +932,8 @@ class Runner:
         vs = f"; {total / one['steps_s']:.2f} × 1 cell" if one and one.get("steps_s") else ""
         peak = max(r.get("peak_gib") or 0.0 for r in run.results) or None
         out.update(ms=1e3 * job.ranks / total, steps_s=total, peak_gib=peak, device=run.results[0].get("device"),
-                   note=f"Σ {total:.2f} steps/s, {3600 * total / steps:.2f} cells/h{vs}; peak per process")
+                   note=f"Σ {total:.2f} steps/s, {3600 * total / steps:.2f} cells/h{vs}; peak per process"
+                   + (f"; {run.compiling} compile job(s) running beside it" if run.compiling else ""))
         return out
 
     def can_start(self, job: Job) -> bool:

@@ -14,14 +14,20 @@
 # elsewhere): nvidia-smi.txt (card, driver, torch), bench.txt (rows as they came, the table, the ratios),
 # bench.json (every result), logs/ (the last 16 kB of each worker's stderr), profile.txt (the top 15
 # kernels of one swinir-light token_ln and i_ln step, only when ≥ 45 s of TOTAL are left).
-# TOTAL, BUDGET (bench_gpu.py --budget) and PYTHON can be set in the environment.
+# TOTAL, BUDGET (bench_gpu.py --budget) and PYTHON (default: python3 or python, whichever imports torch)
+# can be set in the environment.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 TOTAL=${TOTAL:-420}
 BUDGET=${BUDGET:-375}
-PY=${PYTHON:-python3}
 mkdir -p "$OUT"
+if [ -z "${PYTHON:-}" ]; then  # the first interpreter on PATH that has torch
+    for candidate in python3 python; do
+        if "$candidate" -c "import torch" 2>/dev/null; then PYTHON=$candidate; break; fi
+    done
+fi
+PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 start=$SECONDS
