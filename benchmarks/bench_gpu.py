@@ -1,129 +1,163 @@
-"""GPU throughput of the paper's grids, in one run: steps/s, the i-LN overhead, ablate's own overhead,
-bf16/fp16 and torch.compile against fp32, peak memory, and cells/hour when small cells share a GPU.
+"""GPU speed of the paper cells, before and after a change, in one run: ms/step, achieved TFLOP/s, aten
+operators per step, the i-LN overhead, ablate's overhead over a bare loop, TF32 / bf16 / torch.compile
+against fp32, and cells/hour when cells share a GPU.
 
-    .venv/bin/python benchmarks/bench_gpu.py                 # on a CUDA machine: ≤ 8 min on an H100/H200
-    .venv/bin/python benchmarks/bench_gpu.py --smoke         # tiny sizes, a few steps (the only mode without CUDA)
-    .venv/bin/python benchmarks/bench_gpu.py --models swinir-light --no-compile
+    python benchmarks/bench_gpu.py --root .gpu/before --json out/bench.json   # CUDA: ≤ 7 min on an H200
+    python benchmarks/bench_gpu.py --smoke               # tiny models, a few steps (the only mode without CUDA)
+    python benchmarks/bench_gpu.py --ops-only --root /tmp/base   # CPU: operator and FLOP counts, before/after
+    python benchmarks/bench_gpu.py --profile             # the top 15 kernels of one swinir-light step per norm
+    bash benchmarks/gpu_session.sh                       # the prepared device session (see that file)
 
-The cells are the paper's own: the token_ln and i_ln cells at SR ×4 of ``experiments/paper/hat-mini-sr.yaml``
-and ``swinir-light-sr.yaml`` (batch 16, 256² HR / 64² LQ patches, Adam, EMA 0.999, L1, multistep), read
-from those files, so the numbers follow the files. Only ``train.val_size`` is cut (construction time;
-no evaluation falls inside a timed window) and, for the variants, ``train.amp`` / ``train.compile`` set.
+The cells are the paper's: token_ln and i_ln at SR ×4 of ``experiments/paper/swinir-light-sr.yaml`` and
+``hat-mini-sr.yaml`` (batch 16, 256² HR / 64² LQ patches, Adam, EMA 0.999, L1, multistep), read from the
+files of the checkout being measured. Only ``train.val_size`` is cut (construction time; no evaluation
+falls in a timed window) and, per run, ``train.amp`` / ``train.compile`` / ``train.tf32`` set.
 
-What is timed, per model and norm (the device drained before and after each timed block):
+**Before/after.** Every measurement runs in its own worker process (this file with ``--worker``) whose
+``PYTHONPATH`` starts with the checkout it measures: this tree ("after") and, with ``--root DIR``,
+another checkout ("before", e.g. ``git archive BASE ablate experiments | tar -x -C DIR``). The worker
+uses only APIs the base has too (``CellSpec``, ``Trainer``, ``build_backbone``, ``resolve_norm``,
+``resolve_task``, ``load_experiment``/``expand``) and feature-detects newer ones (``train.tf32``: set
+when the spec has the field, else TF32 is turned on through torch's flags). A stage that fails is a row
+with its one-line error; a worker that dies or runs past ``--budget`` is a row saying so.
 
-- **bare loop**: a hand-written loop of the same recipe on one fixed batch already on the GPU —
-  ``model(lq)``, L1, ``zero_grad``, ``backward``, ``Adam.step``, the schedule, the EMA lerp;
-- **Trainer, fixed batch**: ablate's loop iteration (``Trainer.step``, ``probe``, ``evaluate``, ``end_step``;
-  none of the periodic work is due in the window) on that same fixed batch: ablate's own overhead,
-  target ≤ 1.03 × bare loop;
-- **Trainer**: the same with the real data path (batches cut and degraded on the CPU, two prepared
-  ahead on background threads), so a data-bound cell shows here;
-- **Trainer, bf16 / fp16**: ``train.amp``; **Trainer, compile**: ``train.compile`` (token_ln only, in a
-  subprocess with a timeout: the first call compiles, reported as ``compile s``);
-- **Trainer, N cells/GPU** (swinir-light, token_ln; N = 1, 2, 4): N processes share the GPU, each a
-  Trainer with the data path, started together behind a barrier and timed over the same window;
-  steps/s is their sum, cells/h = steps/s × 3600 / ``train.steps`` (300k).
+**Runs** (per model and norm; "before" runs a lean subset unless ``--before full``):
 
-Each process uses ``resources.cpus_per_trial`` torch threads, as a Ray trial of that file does. Peak
-memory is ``torch.cuda.max_memory_allocated`` over the timed block (per process for the packed rows).
-``--budget`` caps the run: stages that would start past it are reported as not run, and the compile
-subprocesses get what is left as their timeout. Without CUDA (or with ``--smoke``) the same code runs
-on tiny models for a few steps, compile through the ``eager`` backend: it checks the script, and says
-"smoke mode: no CUDA"; its numbers mean nothing.
+- **bare loop**: a hand-written loop of the recipe on one fixed batch on the device (random HR patches of
+  the cell's shape and their box-filtered LQ, the same for every checkout) — ``model(lq)``,
+  L1, backward, Adam (``fused=True`` on CUDA), the schedule, the EMA as one ``_foreach_lerp_``;
+  the model is the checkout's, the loop is this file's (the same for before and after);
+- **Trainer, fixed batch**: ``Trainer``'s loop iteration (``step``, ``probe``, ``evaluate``, ``log``;
+  nothing periodic is due in the window) on that batch: ablate's own overhead over the bare loop;
+- **Trainer**: the same with the real data path (the Trainer's own batches): the data-path cost;
+- **Trainer, TF32** and **Trainer, bf16** (``train.amp``); **Trainer, compile** (``train.compile``;
+  swinir-light token_ln and i_ln, then compile + bf16 and hat-mini as the budget allows): the first
+  step's wall time is ``compile s``; a fallback to eager is shown ("fell back", from the Trainer's
+  ``step_model.compiled`` or a fallback warning on the worker's stderr), with dynamo's graph and
+  graph-break counts;
+- **Trainer, N cells/GPU** (swinir-light token_ln, N = 1, 2, 4): N processes warm up, meet at a barrier
+  and train for the same window; ms/step is per cell, the note gives Σ steps/s and cells/h (300k steps).
+
+Per row: ms/step (``--warmup`` untimed then ``--steps`` timed steps, device synchronised around the
+block), achieved TFLOP/s = FLOPs of one forward+backward (``torch.utils.flop_counter.FlopCounterMode``:
+matmuls, convolutions, attention) / step time, **ops/step** = aten operators dispatched by the training
+thread in one step (a ``TorchDispatchMode`` counter, after the timed block: a launch-bound step shows
+here), and peak memory (``torch.cuda.max_memory_allocated``, per process). The bare-loop stage also
+counts the forward+backward alone (the "aten ops per forward+backward" table).
+
+**Scheduling.** A GPU run would not fit 7 minutes one process after another, so workers overlap their
+start-up (imports, model and Trainer construction) with each other's timing: every timed block, and the
+counting step, holds an exclusive lock on the device (``flock``), so no two timed blocks overlap. The
+packed rows hold it shared among their N processes, and start when the other eager rows are done.
+Compile workers compile (CPU) while other rows are timed, with ``TORCHINDUCTOR_COMPILE_THREADS`` capped
+so the timed workers keep their cores; their first step's GPU work is not under the lock. ``--serial``
+runs one worker at a time instead (cleaner, slower). Rows print as they come; the full table and the
+ratios (i_ln / token_ln, bf16 / fp32, TF32 / fp32, compile / eager, data path, packing, operators) at
+the end; ``--json PATH`` is rewritten after every row, so a killed run keeps what it measured.
+
+``--ops-only`` counts on the CPU (``CUDA_VISIBLE_DEVICES=`` in the workers): per checkout, model and
+norm, the aten operators of one forward+backward and of one ``Trainer.step`` on a fixed batch, at batch
+2 on LQ patches two windows a side (the counts are those of the paper cell's size: they do not change
+with the batch from 2 or with the size in windows), and the FLOPs scaled to the cell's batch and patch.
+Machine-independent, a minute or two on a 2-core machine: CPU tests and a before/after without a GPU
+use it. Its ``Trainer.step`` count includes the optimizer as it runs on the CPU (torch's per-tensor Adam
+unless the Trainer asks for another): a CUDA-only fused optimizer shows in the GPU run's ops/step only.
+
+``--smoke`` (and any run without CUDA) runs everything on tiny versions of the models for a few steps,
+compile through the ``eager`` backend: its numbers mean nothing, it checks the script. ``--runs`` and
+``--compile-backend`` narrow a run down (e.g. ``--runs compile --compile-backend aot_eager``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import functools
-import gc
+import dataclasses
 import json
 import os
+import queue
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER = {"hat-mini": ROOT / "experiments" / "paper" / "hat-mini-sr.yaml",
-         "swinir-light": ROOT / "experiments" / "paper" / "swinir-light-sr.yaml"}
+PAPER = {"swinir-light": "experiments/paper/swinir-light-sr.yaml", "hat-mini": "experiments/paper/hat-mini-sr.yaml"}
 NORMS = ("token_ln", "i_ln")
 TASK = "sr-x4"  # the paper's 64×64 LQ patches at ×4 (HR 256): the dearer of the two scales
 PACK_MODEL = "swinir-light"  # the cell small enough to share a GPU
+# --ops-only: operator counts are the same for any batch ≥ 2 and any LQ side that is a multiple of the window
+# (checked on main: swinir-light at 2, 4, 8 windows a side, hat-mini at 2, 3, 4 and batches 2 to 16; batch 1
+# skips a few copies), so they are counted small; FLOPs
+# scale with batch × pixels (checked: exact for swinir-light, within 3e-6 for hat-mini's channel attention)
+OPS_BATCH, OPS_WINDOWS = 2, 2
 # smoke mode: the same models shrunk to a few thousand parameters, on 32² HR patches
 SMOKE_BACKBONES: dict[str, dict[str, Any]] = {
     "hat-mini": {"name": "hat-mini", "embed_dim": 12, "depths": [1], "num_heads": 2, "window_size": 4,
                  "num_feat": 8, "compress_ratio": 3, "squeeze_factor": 4},
     "swinir-light": {"name": "swinir-light", "embed_dim": 12, "depths": [1], "num_heads": 2, "window_size": 4},
 }
+RUNS = {"bare": "bare loop", "fixed": "Trainer, fixed batch", "trainer": "Trainer", "tf32": "Trainer, TF32",
+        "bf16": "Trainer, bf16", "compile": "Trainer, compile", "compile_bf16": "Trainer, compile, bf16",
+        "ops": "ops-only (CPU)", "profile": "profile"}
+EAGER = ("bare", "fixed", "trainer", "tf32", "bf16")
+RUN_KEYS = (*EAGER, "compile", "compile_bf16", "pack")  # --runs  # the in-order runs of one model and norm ("after")
+LEAN_BEFORE = {("swinir-light", "token_ln"): ("trainer", "bare", "bf16"),  # else ("trainer",): --before lean
+               ("swinir-light", "i_ln"): ("trainer", "bare")}
+# compile rows, in order of priority: (side, model, norm, stage)
+COMPILES = (("after", "swinir-light", "token_ln", "compile"), ("before", "swinir-light", "token_ln", "compile"),
+            ("after", "swinir-light", "i_ln", "compile"), ("after", "swinir-light", "token_ln", "compile_bf16"),
+            ("after", "hat-mini", "token_ln", "compile"))
+# a compile worker's stderr: a line saying the step ran eager (ablate's "train.compile: torch.compile failed
+# (…); training uncompiled", or in other words), and dynamo's warnings worth a note (a frame past the
+# recompile limit runs eager too)
+FALLBACK = re.compile(r"(?i)train\.compile.*(fail|fall|uncompiled)|fell back|falling back to eager|training uncompiled")
+COMPILE_WARNING = re.compile(r"recompile_limit|cache_size_limit|[Gg]raph break")
+MARK = "@bench "  # a worker's result lines start with this
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How long each measurement runs: steps for in-process rows, a window for the subprocess rows."""
+    """How long each measurement runs, and the least budget left to start one of each kind."""
 
     warmup: int
     steps: int
-    window_s: float
+    window_s: float  # the packed rows' timed window
     packing: tuple[int, ...]
     compile_backend: str | None  # None: torch.compile's default (inductor)
+    start_s: dict[str, float]  # lane → seconds of --budget that must be left to start a job in it
 
 
-FULL = Plan(warmup=5, steps=20, window_s=20.0, packing=(1, 2, 4), compile_backend=None)
-SMOKE = Plan(warmup=1, steps=2, window_s=0.5, packing=(1, 2), compile_backend="eager")
+FULL = Plan(3, 15, 8.0, (1, 2, 4), None, {"main": 15.0, "compile": 150.0, "pack": 30.0})
+SMOKE = Plan(1, 2, 0.5, (1, 2), "eager", {"main": 0.0, "compile": 0.0, "pack": 0.0})
 
 
-@dataclass
-class Row:
-    model: str
-    norm: str
-    run: str
-    ms: float | None = None  # per step (per cell for packed rows)
-    steps_s: float | None = None  # summed over the cells of a packed row
-    vs: str = ""
-    peak_gib: float | None = None
-    cells_h: float | None = None
-    note: str = ""
+# --- the worker: one stage (or, for --ops-only, several) in a process of the measured checkout ----------
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+class OpCounter(TorchDispatchMode):
+    """Counts every aten operator dispatched on this thread while active."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@functools.cache
-def _paper_cells(model: str) -> tuple[dict[tuple[str, str], dict[str, Any]], float]:
-    from ablate.spec import expand, load_experiment
-
-    spec = load_experiment(PAPER[model])
-    cells = {(c.norm.name, c.task.name): c.to_config() for c in expand(spec)}
-    return cells, spec.resources.cpus_per_trial
-
-
-def paper_cell(model: str, norm: str, smoke: bool, **train: Any) -> tuple[dict[str, Any], int]:
-    """The cell config of ``model``'s paper file for ``norm`` at SR ×4, with ``train`` overrides; and the
-    torch threads of its trial (the file's ``resources.cpus_per_trial``; 1 in smoke mode)."""
-    cells, cpus = _paper_cells(model)
-    cfg = copy.deepcopy(cells[norm, TASK])
-    cfg["train"].update(val_size=32 if smoke else 96, **train)
-    if smoke:
-        cfg["backbone"] = SMOKE_BACKBONES[model]
-        cfg["train"].update(batch_size=2, patch_size=32)
-        cfg["probes"]["patch_size"] = 32
-    return cfg, 1 if smoke else max(1, int(cpus))
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
 
 
 class FixedBatches:
@@ -139,307 +173,944 @@ class FixedBatches:
         pass
 
 
-def fixed_batch(cfg: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    from ablate.data import PairSampler, resolve_dataset
-    from ablate.spec import CellSpec
-    from ablate.tasks import resolve_task
+@dataclass
+class Worker:
+    job: dict[str, Any]
+    plan: Plan
+    device: torch.device
+    threads_set: bool = False
 
-    spec = CellSpec.from_config(cfg)
-    sampler = PairSampler(resolve_dataset(spec.data), resolve_task(spec.task), spec.train.patch_size,
-                          spec.train.batch_size, spec.seed)
-    lq, gt = sampler.batch(1)
-    return lq.to(device), gt.to(device)
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def peak_gib(self) -> float | None:
+        return torch.cuda.max_memory_allocated(self.device) / 2**30 if self.cuda else None
+
+    @contextlib.contextmanager
+    def device_lock(self, shared: bool = False) -> Iterator[None]:
+        """Held around every timed block: no two workers time (or count) on the device at once."""
+        import fcntl
+
+        with open(self.job["lock"], "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def cell_config(self, model: str, norm: str, **train: Any) -> tuple[dict[str, Any], int]:
+        """The checkout's paper cell of ``model`` and ``norm`` at SR ×4 with this run's overrides; and the
+        cell's own batch size (before --ops-only cuts it)."""
+        from ablate.spec import expand, load_experiment
+
+        path = Path(self.job["root"]) / PAPER[model]
+        spec = load_experiment(path)
+        cells = [c for c in expand(spec) if c.norm.name == norm and c.task.name == TASK]
+        if not cells:
+            raise LookupError(f"{path}: no cell with norm {norm!r} at {TASK}")
+        if not self.threads_set:  # as a Ray trial of that file: resources.cpus_per_trial torch threads
+            threads = self.job["threads"] or max(1, int(spec.resources.cpus_per_trial))
+            torch.set_num_threads(1 if self.job["smoke"] else threads)
+            self.threads_set = True
+        cfg = copy.deepcopy(cells[0].to_config())
+        t = cfg["train"]
+        t["val_size"] = 32 if self.job["smoke"] else 96
+        if self.job["smoke"]:
+            cfg["backbone"] = SMOKE_BACKBONES[model]
+            t.update(batch_size=2, patch_size=32)
+            cfg["probes"]["patch_size"] = 32
+        batch = t["batch_size"]
+        if self.job["ops_only"]:
+            t.update(batch_size=OPS_BATCH, device="cpu")
+        t.update(train)
+        return cfg, batch
+
+    def timed(self, fn: Callable[[int], object], first: int = 0) -> tuple[float, float | None, int]:
+        """(seconds per step, peak GiB, the next step) of ``fn(step)`` over --steps steps after --warmup.
+        The caller holds the device lock."""
+        step = first
+        for _ in range(self.plan.warmup):
+            step += 1
+            fn(step)
+        self.sync()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        t0 = time.perf_counter()
+        for _ in range(self.plan.steps):
+            step += 1
+            fn(step)
+        self.sync()
+        return (time.perf_counter() - t0) / self.plan.steps, self.peak_gib(), step + 1
+
+    def count(self, thunk: Callable[[], object]) -> dict[str, Any]:
+        """Aten operators and FLOPs (GFLOP) of one call of ``thunk``; a step that cannot run under the
+        counting modes (a captured graph, say) leaves the counts empty and says why, keeping the timing."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        try:
+            flops = FlopCounterMode(display=False)
+            ops = OpCounter()
+            with flops, ops:
+                thunk()
+            self.sync()
+        except Exception as err:
+            return {"ops": None, "gflop": None, "ops_top": {}, "note": f"not counted: {one_line(err)}"}
+        return {"ops": sum(ops.ops.values()), "gflop": flops.get_total_flops() / 1e9,
+                "ops_top": dict(ops.ops.most_common(12)), "note": ""}
+
+    # --- building blocks
+
+    def scale(self, cfg: dict[str, Any]) -> int:
+        from ablate.spec import CellSpec
+        from ablate.tasks import resolve_task
+
+        return int(resolve_task(CellSpec.from_config(cfg).task).scale)
+
+    def fixed_batch(self, cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of the cell's shapes, the same for every checkout (random HR, its box-filtered LQ)."""
+        t, s = cfg["train"], self.scale(cfg)
+        gen = torch.Generator().manual_seed(0)
+        gt = torch.rand(t["batch_size"], 3, t["patch_size"], t["patch_size"], generator=gen)
+        return F.avg_pool2d(gt, s).to(self.device), gt.to(self.device)
+
+    def model(self, cfg: dict[str, Any]) -> torch.nn.Module:
+        from ablate.backbones import build_backbone
+        from ablate.norms import resolve_norm
+        from ablate.spec import CellSpec
+
+        spec = CellSpec.from_config(cfg)
+        norm = resolve_norm(spec.norm.to_config(), spec.rescale)
+        return build_backbone(spec.backbone, norm, self.scale(cfg)).to(self.device).train()
+
+    def trainer(self, cfg: dict[str, Any], fixed: bool) -> Any:
+        from ablate.spec import CellSpec
+        from ablate.train import Trainer
+
+        trainer = Trainer(CellSpec.from_config(cfg))
+        if fixed:
+            batches = getattr(trainer, "batches", None)
+            if batches is None or not hasattr(batches, "get"):
+                raise AttributeError("this Trainer has no .batches with get(step) for a fixed batch to replace")
+            if hasattr(batches, "close"):
+                batches.close()
+            trainer.batches = FixedBatches(*self.fixed_batch(cfg))
+        return trainer
+
+    @staticmethod
+    def iteration(trainer: Any) -> Callable[[int], None]:
+        """One iteration of ``Trainer.run``'s loop (its last call is ``end_step``, named ``log`` before)."""
+        end_step = getattr(trainer, "end_step", None) or trainer.log
+
+        def it(step: int) -> None:
+            grad_norm = trainer.step(step)
+            traces = trainer.probe(step)
+            end_step(step, trainer.evaluate(step), traces, grad_norm)
+
+        return it
+
+    @staticmethod
+    def close(trainer: Any) -> None:
+        batches = getattr(trainer, "batches", None)
+        if batches is not None and hasattr(batches, "close"):
+            batches.close()
+
+    def tf32_overrides(self) -> tuple[dict[str, Any], str]:
+        from ablate.spec import TrainSpec
+
+        if "tf32" in {f.name for f in dataclasses.fields(TrainSpec)}:
+            return {"tf32": True}, "train.tf32"
+        torch.set_float32_matmul_precision("high")  # this process only: one stage per worker
+        return {}, "no train.tf32 here: torch.set_float32_matmul_precision('high')"
+
+    # --- the stages: each returns its result fields
+
+    def stage_bare(self, model: str, norm: str) -> dict[str, Any]:
+        from ablate.spec import CellSpec
+
+        cfg, _ = self.cell_config(model, norm)
+        tr = CellSpec.from_config(cfg).train
+        net = self.model(cfg)
+        params = list(net.parameters())
+        ema = list(copy.deepcopy(net).requires_grad_(False).parameters()) if tr.ema else []
+        opt = torch.optim.Adam(params, lr=tr.optimizer.lr, betas=tr.optimizer.betas, fused=self.cuda or None)
+        milestones = [int(m * tr.steps) if m < 1 else int(m) for m in tr.schedule.milestones]
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, tr.schedule.gamma)
+        lq, gt = self.fixed_batch(cfg)
+
+        def forward_backward() -> None:
+            F.l1_loss(net(lq), gt).backward()
+
+        def step(_: int) -> None:
+            opt.zero_grad(set_to_none=True)
+            forward_backward()
+            opt.step()
+            sched.step()
+            if ema:
+                with torch.no_grad():
+                    torch._foreach_lerp_(ema, params, 1.0 - tr.ema)
+
+        with self.device_lock():
+            seconds, peak, nxt = self.timed(step)
+            opt.zero_grad(set_to_none=True)
+            fb = self.count(forward_backward)
+            whole = self.count(lambda: step(nxt))
+        notes = ["Adam fused" if self.cuda else "", fb["note"], whole["note"]]
+        return {"ms": 1e3 * seconds, "peak_gib": peak, "ops": whole["ops"], "ops_fwdbwd": fb["ops"],
+                "gflop": fb["gflop"], "ops_top": fb["ops_top"], "note": "; ".join(n for n in notes if n)}
+
+    def stage_trainer(self, model: str, norm: str, fixed: bool = False, **train: Any) -> dict[str, Any]:
+        note = ""
+        if train.pop("tf32", False):
+            extra, note = self.tf32_overrides()
+            train.update(extra)
+        cfg, _ = self.cell_config(model, norm, **train)
+        trainer = self.trainer(cfg, fixed)
+        try:
+            it = self.iteration(trainer)
+            with self.device_lock():
+                seconds, peak, nxt = self.timed(it)
+                counted = self.count(lambda: it(nxt))
+        finally:
+            self.close(trainer)
+        return {"ms": 1e3 * seconds, "peak_gib": peak, "ops": counted["ops"], "gflop": counted["gflop"],
+                "note": "; ".join(n for n in (note, counted["note"]) if n)}
+
+    def stage_compile(self, model: str, norm: str, amp: str | None = None) -> dict[str, Any]:
+        cfg, _ = self.cell_config(model, norm, compile=True, **({"amp": amp} if amp else {}))
+        trainer = self.trainer(cfg, fixed=False)
+        try:
+            it = self.iteration(trainer)
+            t0 = time.perf_counter()
+            it(1)  # compiles (not under the device lock: minutes of CPU)
+            self.sync()
+            first_s = time.perf_counter() - t0
+            with self.device_lock():
+                seconds, peak, _ = self.timed(it, first=1)
+        finally:
+            self.close(trainer)
+        missing = object()
+        compiled = getattr(getattr(trainer, "step_model", None), "compiled", missing)
+        threads = os.environ.get("TORCHINDUCTOR_COMPILE_THREADS")
+        notes = [f"compile s {first_s:.1f}" + (f" ({threads} inductor threads, beside other workers)" if threads else "")]
+        try:
+            from torch._dynamo.utils import counters
+
+            notes.append(f"graphs {counters['stats'].get('unique_graphs', 0)}, "
+                         f"graph breaks {sum(counters['graph_break'].values())}")
+        except Exception:  # dynamo's counters are internal: report without them
+            pass
+        return {"ms": 1e3 * seconds, "peak_gib": peak, "compile_s": first_s,
+                "fell_back": None if compiled is missing else compiled is None, "note": "; ".join(notes)}
+
+    def stage_pack(self, model: str, norm: str) -> dict[str, Any]:
+        """One of ``ranks`` processes sharing the device: warm up, meet at the barrier, train the window."""
+        cfg, _ = self.cell_config(model, norm)
+        trainer = self.trainer(cfg, fixed=False)
+        barrier, ranks = Path(self.job["barrier"]), self.job["ranks"]
+        try:
+            it = self.iteration(trainer)
+            with self.device_lock(shared=True):
+                step = 0
+                for _ in range(self.plan.warmup):
+                    step += 1
+                    it(step)
+                self.sync()
+                (barrier / str(self.job["rank"])).touch()
+                while len(list(barrier.iterdir())) < ranks:
+                    if time.time() > self.job["deadline"]:
+                        raise TimeoutError("the other packed processes never reached the barrier")
+                    time.sleep(0.01)
+                if self.cuda:
+                    torch.cuda.reset_peak_memory_stats(self.device)
+                t0, start = time.perf_counter(), step
+                while time.perf_counter() - t0 < self.plan.window_s or step - start < self.plan.steps:
+                    step += 1
+                    it(step)
+                self.sync()
+                elapsed = time.perf_counter() - t0
+        finally:
+            self.close(trainer)
+        return {"steps": step - start, "elapsed": elapsed, "ms": 1e3 * elapsed / (step - start),
+                "peak_gib": self.peak_gib(), "cell_steps": cfg["train"]["steps"]}
+
+    def stage_ops(self, model: str, norm: str) -> dict[str, Any]:
+        """--ops-only: operators of one forward+backward and of one Trainer.step, FLOPs of the cell's step.
+        Counted at batch OPS_BATCH on LQ patches of OPS_WINDOWS windows a side (the counts are those of
+        the cell's size, and the CPU time a fraction); FLOPs scaled to the cell's batch and patch."""
+        cfg, cell_batch = self.cell_config(model, norm)
+        net = self.model(cfg)
+        cell_patch, scale = cfg["train"]["patch_size"], self.scale(cfg)
+        window = getattr(net, "window_size", None)
+        if isinstance(window, int) and OPS_WINDOWS * window * scale < cell_patch:
+            cfg["train"]["patch_size"] = OPS_WINDOWS * window * scale
+        patch = cfg["train"]["patch_size"]
+        lq, gt = self.fixed_batch(cfg)
+
+        def forward_backward() -> None:
+            net.zero_grad(set_to_none=True)
+            F.l1_loss(net(lq), gt).backward()
+
+        forward_backward()  # fills per-shape caches: the count is of a steady-state step
+        fb = self.count(forward_backward)
+        trainer = self.trainer(cfg, fixed=True)
+        it = self.iteration(trainer)
+        it(1)
+        whole = self.count(lambda: it(2))
+        factor = cell_batch * cell_patch**2 / (OPS_BATCH * patch**2)
+        notes = [f"counted at batch {OPS_BATCH}, HR {patch}²; FLOPs × {factor:g}", fb["note"], whole["note"]]
+        return {"ops_fwdbwd": fb["ops"], "ops": whole["ops"],
+                "gflop": fb["gflop"] * factor if fb["gflop"] is not None else None,
+                "ops_top": fb["ops_top"], "note": "; ".join(n for n in notes if n)}
+
+    def stage_profile(self, model: str, norm: str) -> dict[str, Any]:
+        from torch.profiler import ProfilerActivity, profile
+
+        cfg, _ = self.cell_config(model, norm)
+        trainer = self.trainer(cfg, fixed=True)
+        it = self.iteration(trainer)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        steps = 3
+        with self.device_lock():
+            for step in range(1, self.plan.warmup + 1):
+                it(step)
+            self.sync()
+            t0 = time.perf_counter()
+            with profile(activities=activities) as prof:
+                for step in range(self.plan.warmup + 1, self.plan.warmup + steps + 1):
+                    it(step)
+                self.sync()
+            seconds = (time.perf_counter() - t0) / steps
+        averages = prof.key_averages()
+        table = ""
+        for sort in (("self_device_time_total", "self_cuda_time_total") if self.cuda else ("self_cpu_time_total",)):
+            try:
+                table = averages.table(sort_by=sort, row_limit=15)
+                break
+            except Exception:  # the older name of the same column
+                continue
+        return {"ms": 1e3 * seconds, "table": f"{steps} steps profiled, sorted by {sort}\n{table}",
+                "note": "profiled (slower than unprofiled)"}
+
+    def run(self, model: str, norm: str, stage: str) -> dict[str, Any]:
+        if stage == "bare":
+            return self.stage_bare(model, norm)
+        if stage in ("fixed", "trainer"):
+            return self.stage_trainer(model, norm, fixed=stage == "fixed")
+        if stage == "tf32":
+            return self.stage_trainer(model, norm, tf32=True)
+        if stage == "bf16":
+            return self.stage_trainer(model, norm, amp="bf16")
+        if stage in ("compile", "compile_bf16"):
+            return self.stage_compile(model, norm, "bf16" if stage == "compile_bf16" else None)
+        if stage.startswith("pack"):
+            return self.stage_pack(model, norm)
+        if stage == "ops":
+            return self.stage_ops(model, norm)
+        if stage == "profile":
+            return self.stage_profile(model, norm)
+        raise ValueError(f"unknown stage {stage!r}")
 
 
-def bare_loop(cfg: dict[str, Any], device: torch.device) -> Callable[[int], None]:
-    """One step of a hand-written loop of the cell's recipe, on a fixed batch on the device."""
-    from ablate.backbones import build_backbone
-    from ablate.spec import CellSpec
-    from ablate.tasks import resolve_task
-
-    spec = CellSpec.from_config(cfg)
-    tr = spec.train
-    model = build_backbone(spec.backbone, spec.norm_variant(),
-                           resolve_task(spec.task).scale).to(device).train()
-    params = list(model.parameters())
-    ema_params = list(copy.deepcopy(model).requires_grad_(False).parameters()) if tr.ema else []
-    opt = torch.optim.Adam(params, lr=tr.optimizer.lr, betas=tr.optimizer.betas)
-    milestones = [int(m * tr.steps) if m < 1 else int(m) for m in tr.schedule.milestones]
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, tr.schedule.gamma)
-    lq, gt = fixed_batch(cfg, device)
-
-    def step(_: int) -> None:
-        loss = F.l1_loss(model(lq), gt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if ema_params:
-            with torch.no_grad():
-                torch._foreach_lerp_(ema_params, params, 1.0 - tr.ema)
-
-    return step
+def one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:300].rstrip(": ")
 
 
-def trainer_loop(trainer: Any) -> Callable[[int], None]:
-    """One iteration of ``Trainer.run``'s loop."""
-
-    def iteration(step: int) -> None:
-        grad_norm = trainer.step(step)
-        traces = trainer.probe(step)
-        trainer.end_step(step, trainer.evaluate(step), traces, grad_norm)
-
-    return iteration
+def emit(result: dict[str, Any]) -> None:
+    print(MARK + json.dumps(result), flush=True)
 
 
-def timed(fn: Callable[[int], None], plan: Plan, device: torch.device) -> tuple[float, float]:
-    """(seconds per call, peak GiB) of ``fn(step)`` over ``plan.steps`` calls after ``plan.warmup``."""
-    for i in range(1, plan.warmup + 1):
-        fn(i)
-    sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for i in range(plan.warmup + 1, plan.warmup + plan.steps + 1):
-        fn(i)
-    sync(device)
-    dt = (time.perf_counter() - t0) / plan.steps
-    return dt, (torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"))
+def worker_main(job: dict[str, Any]) -> None:
+    """Run the job's stages in this process; one result line each (an error is a result too)."""
+    plan = Plan(**{**job["plan"], "packing": tuple(job["plan"]["packing"])})
+    base = {"side": job["side"], "torch": torch.__version__}
+    try:
+        if plan.compile_backend:
+            import functools
+
+            torch.compile = functools.partial(torch.compile, backend=plan.compile_backend)  # type: ignore[assignment]
+        import ablate
+
+        where = Path(ablate.__file__).resolve()
+        if not where.is_relative_to(Path(job["root"]).resolve()):
+            raise ImportError(f"ablate was imported from {where.parent}, not from --root {job['root']}")
+        device = torch.device("cuda" if torch.cuda.is_available() and not job["ops_only"] else "cpu")
+        base["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        base["ablate"] = str(where.parent)
+        w = Worker(job, plan, device)
+    except Exception as err:
+        for model, norm, stage in job["items"]:
+            emit({**base, "model": model, "norm": norm, "stage": stage, "error": one_line(err)})
+        return
+    for model, norm, stage in job["items"]:
+        out = {**base, "model": model, "norm": norm, "stage": stage}
+        try:
+            out.update(w.run(model, norm, stage))
+        except Exception as err:
+            out["error"] = one_line(err)
+        out["load"] = os.getloadavg()[0]
+        emit(out)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
-def release() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+# --- the parent: jobs, lanes, the budget, the report --------------------------------------------------
 
 
-def measure_in_process(model: str, norm: str, plan: Plan, smoke: bool, device: torch.device) -> list[Row]:
-    """bare loop, Trainer on a fixed batch, Trainer, Trainer bf16 and fp16: one model and norm."""
-    from ablate.spec import CellSpec
-    from ablate.train import Trainer
-
-    rows: list[Row] = []
-    cfg, threads = paper_cell(model, norm, smoke)
-    torch.set_num_threads(threads)
-    steps_total = cfg["train"]["steps"]
-
-    def row(run: str, seconds: float, peak: float, vs: str = "") -> None:
-        rows.append(Row(model, norm, run, 1e3 * seconds, 1.0 / seconds, vs, peak, 3600.0 / seconds / steps_total))
-        log(f"  {model} {norm} {run}: {1e3 * seconds:.1f} ms/step")
-
-    bare_s, peak = timed(bare_loop(cfg, device), plan, device)
-    row("bare loop", bare_s, peak)
-    release()
-    trainer = Trainer(CellSpec.from_config(cfg))
-    trainer.batches.close()
-    trainer.batches = FixedBatches(*fixed_batch(cfg, device))
-    fixed_s, peak = timed(trainer_loop(trainer), plan, device)
-    row("Trainer, fixed batch", fixed_s, peak, f"{fixed_s / bare_s:.3f} × bare loop")
-    del trainer
-    release()
-    trainer = Trainer(CellSpec.from_config(cfg))
-    fp32_s, peak = timed(trainer_loop(trainer), plan, device)
-    trainer.batches.close()
-    row("Trainer", fp32_s, peak, f"{fp32_s / bare_s:.3f} × bare loop")
-    del trainer
-    release()
-    for amp in ("bf16", "fp16"):
-        amp_cfg, _ = paper_cell(model, norm, smoke, amp=amp)
-        trainer = Trainer(CellSpec.from_config(amp_cfg))
-        amp_s, peak = timed(trainer_loop(trainer), plan, device)
-        trainer.batches.close()
-        row(f"Trainer, {amp}", amp_s, peak, f"{amp_s / fp32_s:.3f} × Trainer fp32")
-        del trainer
-        release()
-    return rows
+@dataclass
+class Job:
+    side: str  # "after" (this tree) or "before" (--root)
+    root: Path
+    items: list[tuple[str, str, str]]  # (model, norm, stage), run in this order by one process
+    lane: str  # "main", "compile" or "pack"; "pack" starts when "main" is done
+    ranks: int = 1  # processes (the packed rows)
+    env: dict[str, str] = field(default_factory=dict)
 
 
-# --- subprocess workers: packed cells and compiled cells ------------------------------------------------
+@dataclass
+class Running:
+    job: Job
+    procs: list[subprocess.Popen[str]]
+    errs: list[Path]
+    readers: list[threading.Thread]
+    results: list[dict[str, Any]] = field(default_factory=list)
+    started: float = 0.0
+    compiling: int = 0  # compile jobs running when this one started (their CPU load shares the machine)
 
 
-def worker(job: dict[str, Any]) -> None:
-    """One Trainer in this process: warm up, wait at the barrier, train for the window; print JSON."""
-    from ablate.spec import CellSpec
-    from ablate.train import Trainer
+class Report:
+    """Results as they come (one line each on stdout, the JSON file rewritten), and the final tables."""
 
-    torch.set_num_threads(job["threads"])
-    if job["backend"]:
-        torch.compile = functools.partial(torch.compile, backend=job["backend"])  # type: ignore[assignment]
-    trainer = Trainer(CellSpec.from_config(job["cell"]))
-    device = trainer.device
-    loop = trainer_loop(trainer)
-    t0 = time.perf_counter()
-    loop(1)  # compiles, under train.compile
-    sync(device)
-    first_s = time.perf_counter() - t0
-    for i in range(2, job["warmup"] + 2):
-        loop(i)
-    sync(device)
-    step = job["warmup"] + 1
-    barrier = Path(job["barrier"])
-    (barrier / str(job["rank"])).touch()
-    while len(list(barrier.iterdir())) < job["n"]:
-        time.sleep(0.01)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    start = step
-    while time.perf_counter() - t0 < job["window_s"] or step - start < job["min_steps"]:
-        step += 1
-        loop(step)
-    sync(device)
-    elapsed = time.perf_counter() - t0
-    trainer.batches.close()
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    print(json.dumps({"steps": step - start, "elapsed": elapsed, "first_s": first_s, "peak": peak,
-                      "compiled": trainer.step_model.compiled is not None}), flush=True)
+    def __init__(self, json_path: Path | None, meta: dict[str, Any], t0: float, sides: list[str]) -> None:
+        self.json_path, self.meta, self.t0, self.sides = json_path, meta, t0, sides
+        self.results: list[dict[str, Any]] = []
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.results.append(r)
+        what = (f"[{time.monotonic() - self.t0:5.0f} s] {r['side']:<6} {r['model']} {r['norm']} "
+                f"{run_name(r['stage'])}: ")
+        if r.get("error"):
+            what += r["error"]
+        else:
+            parts = []
+            if r.get("ms") is not None:
+                parts.append(f"{r['ms']:.1f} ms/step")
+            if self.tflops(r) is not None:
+                parts.append(f"{self.tflops(r):.2f} TFLOP/s")
+            for key, label in (("ops", "ops/step"), ("ops_fwdbwd", "ops fwd+bwd"), ("gflop", "GFLOP")):
+                if r.get(key) is not None:
+                    parts.append(f"{r[key]:,.0f} {label}" if key != "gflop" else f"{r[key]:,.4g} {label}")
+            if r.get("peak_gib") is not None:
+                parts.append(f"{r['peak_gib']:.2f} GiB")
+            if r.get("note"):
+                parts.append(r["note"])
+            what += " · ".join(parts)
+        print(what, flush=True)
+        if r.get("table"):
+            print(r["table"], flush=True)
+        self.dump()
+
+    def dump(self) -> None:
+        if self.json_path is None:
+            return
+        self.meta["elapsed_s"] = round(time.monotonic() - self.t0, 1)
+        self.json_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.json_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"meta": self.meta, "results": self.results}, indent=1))
+        tmp.replace(self.json_path)
+
+    def get(self, side: str, model: str, norm: str, stage: str) -> dict[str, Any] | None:
+        for r in self.results:
+            if (r["side"], r["model"], r["norm"], r["stage"]) == (side, model, norm, stage):
+                return r
+        return None
+
+    def ms(self, side: str, model: str, norm: str, stage: str) -> float | None:
+        r = self.get(side, model, norm, stage)
+        return r.get("ms") if r and not r.get("error") else None
+
+    def gflop(self, side: str, model: str, norm: str) -> float | None:
+        """The FLOPs of the cell's forward+backward as counted by any eager row of that checkout."""
+        for stage in ("bare", "fixed", "trainer", "tf32", "bf16"):
+            r = self.get(side, model, norm, stage)
+            if r and r.get("gflop"):
+                return float(r["gflop"])
+        return None
+
+    def tflops(self, r: dict[str, Any]) -> float | None:
+        if r.get("error") or not r.get("ms") or r["stage"].startswith("pack") or r["stage"] in ("ops", "profile"):
+            return None
+        # the bare loop's forward+backward count for every row of the cell: a compiled or graph-captured
+        # step dispatches (and so counts) little or nothing
+        gflop = self.gflop(r["side"], r["model"], r["norm"]) or r.get("gflop")
+        return gflop / r["ms"] if gflop else None  # GFLOP / ms = TFLOP/s
+
+    def keys(self) -> list[tuple[str, str, str]]:
+        seen: dict[tuple[str, str, str], None] = {}
+        for r in self.results:
+            seen[(r["model"], r["norm"], r["stage"])] = None
+        order = list(PAPER) + sorted({k[0] for k in seen} - set(PAPER))
+
+        def rank(k: tuple[str, str, str]) -> tuple[int, int, int, int]:
+            stage_order = list(RUNS)
+            pack = k[2].startswith("pack")
+            return (int(pack), order.index(k[0]), NORMS.index(k[1]) if k[1] in NORMS else 9,
+                    int(k[2][4:]) if pack else stage_order.index(k[2]) if k[2] in stage_order else 99)
+
+        return sorted(seen, key=rank)
+
+    def table(self) -> None:
+        both = len(self.sides) == 2
+        cols = ["model", "norm", "run"]
+        if both:
+            cols += ["ms before", "ms after", "after / before", "TFLOP/s before", "TFLOP/s after",
+                     "ops/step before", "ops/step after", "peak GiB after", "note"]
+        else:
+            cols += ["ms/step", "TFLOP/s", "ops/step", "peak GiB", "note"]
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "|".join("---" if c in ("model", "norm", "run", "note") else "---:" for c in cols) + "|")
+        for model, norm, stage in self.keys():
+            rs = {s: self.get(s, model, norm, stage) for s in self.sides}
+            ms = {s: (r.get("ms") if r and not r.get("error") else None) for s, r in rs.items()}
+            cells = [model, norm, run_name(stage)]
+            cells += [fmt(ms[s], ".1f") for s in self.sides]
+            if both:
+                cells.append(ratio(ms["after"], ms["before"]))
+            cells += [fmt(self.tflops(r) if r else None, ".2f") for r in rs.values()]
+            cells += [fmt(r.get("ops") if r else None, ",.0f") for r in rs.values()]
+            r_after = rs["after"]
+            cells.append(fmt(r_after.get("peak_gib") if r_after else None, ".2f"))
+            notes = []
+            for s, r in rs.items():
+                text = note_of(r) if r else ""
+                if text:
+                    notes.append(f"{s}: {text}" if both else text)
+            cells.append("; ".join(notes).replace("|", "/"))
+            print("| " + " | ".join(cells) + " |")
+
+    def ratios(self) -> None:
+        """The ratios the issues ask for, per checkout, from the rows above."""
+        models = [m for m in PAPER if any(r["model"] == m for r in self.results)]
+        lines: list[tuple[str, str, list[str]]] = []
+
+        def add(label: str, model: str, num: tuple[str, str], den: tuple[str, str]) -> None:
+            vals = [ratio(self.ms(s, model, *num), self.ms(s, model, *den)) for s in self.sides]
+            if any(vals):
+                lines.append((label, model, vals))
+
+        for model in models:
+            for stage in ("bare", "fixed", "trainer", "tf32", "bf16", "compile"):
+                add(f"i_ln / token_ln, {run_name(stage)}", model, ("i_ln", stage), ("token_ln", stage))
+            for norm in NORMS:
+                add(f"TF32 / fp32 ({norm})", model, (norm, "tf32"), (norm, "trainer"))
+                add(f"bf16 / fp32 ({norm})", model, (norm, "bf16"), (norm, "trainer"))
+                add(f"compile / eager ({norm})", model, (norm, "compile"), (norm, "trainer"))
+                add(f"compile bf16 / eager fp32 ({norm})", model, (norm, "compile_bf16"), (norm, "trainer"))
+                add(f"Trainer fixed batch / bare loop ({norm})", model, (norm, "fixed"), (norm, "bare"))
+                add(f"Trainer real data / fixed batch ({norm})", model, (norm, "trainer"), (norm, "fixed"))
+                add(f"Trainer real data / bare loop ({norm})", model, (norm, "trainer"), (norm, "bare"))
+        for r in self.results:
+            if r["stage"].startswith("pack") and r.get("steps_s") and r["stage"] != "pack1":
+                one = self.get(r["side"], r["model"], r["norm"], "pack1")
+                if one and one.get("steps_s"):
+                    vals = ["" for _ in self.sides]
+                    vals[self.sides.index(r["side"])] = f"{r['steps_s'] / one['steps_s']:.3f}"
+                    lines.append((f"Σ steps/s, {r['stage'][4:]} cells / 1 cell", r["model"], vals))
+        if lines:
+            print("\nratios (ms/step over ms/step; packing: steps/s over steps/s)\n")
+            print("| ratio | model | " + " | ".join(self.sides) + " |")
+            print("|---|---|" + "---:|" * len(self.sides))
+            for label, model, vals in lines:
+                print(f"| {label} | {model} | " + " | ".join(vals) + " |")
+        self.counts_table()
+
+    def counts_table(self) -> None:
+        """Per model and norm: aten operators of one forward+backward (and, --ops-only, of one Trainer.step)
+        and the FLOPs of the cell's forward+backward, per checkout."""
+        ops_only = any(r["stage"] == "ops" for r in self.results)
+        both = len(self.sides) == 2
+        cols: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
+            ("ops fwd+bwd", lambda r: r.get("ops_fwdbwd"), ",.0f")]
+        if ops_only:
+            cols.append(("ops Trainer.step", lambda r: r.get("ops"), ",.0f"))
+        cols.append(("GFLOP fwd+bwd", lambda r: r.get("gflop"), ",.4g"))
+        rows: list[tuple[str, str, dict[str, dict[str, Any]]]] = []
+        for model in PAPER:
+            for norm in NORMS:
+                got = {}
+                for s in self.sides:
+                    r = self.get(s, model, norm, "ops" if ops_only else "bare")
+                    if r and not r.get("error"):
+                        got[s] = r
+                if got:
+                    rows.append((model, norm, got))
+        if not rows:
+            return
+        where = "on the CPU" if ops_only else "on the device, bare-loop stage"
+        print(f"\naten operators and FLOPs per step ({where}; FLOPs at the cell's batch)\n")
+        head = ["model", "norm"]
+        for label, _, _ in cols:
+            head += [f"{label} {s}" for s in self.sides] + (["after / before"] if both else [])
+        head += [f"ops fwd+bwd i_ln / token_ln {s}" for s in self.sides]
+        print("| " + " | ".join(head) + " |")
+        print("|---|---|" + "---:|" * (len(head) - 2))
+        for model, norm, got in rows:
+            token = next((g for m, n, g in rows if (m, n) == (model, "token_ln")), {})
+            cells = [model, norm]
+            for _, value, spec in cols:
+                vals = {s: value(got[s]) if s in got else None for s in self.sides}
+                cells += [fmt(vals[s], spec) for s in self.sides]
+                if both:
+                    cells.append(ratio(vals["after"], vals["before"]))
+            for s in self.sides:
+                mine, base = got.get(s, {}).get("ops_fwdbwd"), token.get(s, {}).get("ops_fwdbwd")
+                cells.append(ratio(mine, base) if norm != "token_ln" else "")
+            print("| " + " | ".join(cells) + " |")
 
 
-def run_workers(cells: list[dict[str, Any]], threads: int, plan: Plan, timeout: float
-                ) -> list[dict[str, Any]] | str:
-    """``len(cells)`` worker processes started together; their results, or why there are none (the
-    first worker that failed, or the timeout: then every worker is stopped)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
-        barrier = Path(tmp) / "barrier"
-        barrier.mkdir()
-        procs = []
-        for rank, cell in enumerate(cells):
-            job = {"cell": cell, "threads": threads, "warmup": plan.warmup, "window_s": plan.window_s,
-                   "min_steps": plan.steps, "barrier": str(barrier), "rank": rank, "n": len(cells),
-                   "backend": plan.compile_backend}
-            with open(Path(tmp) / f"{rank}.out", "w") as out, open(Path(tmp) / f"{rank}.err", "w") as err:
-                procs.append(subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(job)], env=env,
-                                              stdout=out, stderr=err, text=True))
-        deadline = time.monotonic() + timeout
-        failure = ""
-        while any(p.poll() is None for p in procs) and not failure:
-            time.sleep(0.2)
-            bad = [rank for rank, p in enumerate(procs) if p.returncode not in (None, 0)]
-            if bad:
-                lines = (Path(tmp) / f"{bad[0]}.err").read_text().strip().splitlines()
-                failure = f"worker failed: {lines[-1] if lines else procs[bad[0]].returncode}"
-            elif time.monotonic() > deadline:
-                failure = f"timed out after {timeout:.0f} s"
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if failure:
-            return failure
-        return [json.loads((Path(tmp) / f"{rank}.out").read_text().strip().splitlines()[-1])
-                for rank in range(len(procs))]
+def run_name(stage: str) -> str:
+    if stage.startswith("pack"):
+        n = int(stage[4:])
+        return f"Trainer, {n} cell{'s' if n > 1 else ''}/GPU"
+    return RUNS.get(stage, stage)
 
 
-def measure_packing(plan: Plan, smoke: bool, remaining: Callable[[], float]) -> list[Row]:
-    cfg, threads = paper_cell(PACK_MODEL, "token_ln", smoke)
-    steps_total = cfg["train"]["steps"]
-    rows: list[Row] = []
-    single = None
-    for n in plan.packing:
-        run = f"Trainer, {n} cell{'s' if n > 1 else ''}/GPU"
-        if remaining() < 30:
-            rows.append(Row(PACK_MODEL, "token_ln", run, note="not run: --budget spent"))
-            continue
-        log(f"  {PACK_MODEL} token_ln: {n} processes sharing the device")
-        got = run_workers([cfg] * n, threads, plan, timeout=remaining())
-        if isinstance(got, str):
-            rows.append(Row(PACK_MODEL, "token_ln", run, note=got))
-            continue
-        total = sum(r["steps"] / r["elapsed"] for r in got)
-        if n == 1:
-            single = total
-        rows.append(Row(PACK_MODEL, "token_ln", run, 1e3 * n / total, total,
-                        f"{total / single:.2f} × 1 cell/GPU" if single else "",
-                        max(r["peak"] for r in got), 3600.0 * total / steps_total,
-                        "peak GiB: per process" if torch.cuda.is_available() else ""))
-    return rows
-
-
-def measure_compile(models: list[str], plan: Plan, smoke: bool, fp32: dict[str, float],
-                    remaining: Callable[[], float]) -> list[Row]:
-    rows = []
-    for model in sorted(models, key=lambda m: m != PACK_MODEL):  # the launch-bound model first
-        if remaining() < 60:
-            rows.append(Row(model, "token_ln", "Trainer, compile", note="not run: --budget spent"))
-            continue
-        cfg, threads = paper_cell(model, "token_ln", smoke, compile=True)
-        log(f"  {model} token_ln: torch.compile (the first step compiles)")
-        got = run_workers([cfg], threads, plan, timeout=remaining())
-        if isinstance(got, str):
-            rows.append(Row(model, "token_ln", "Trainer, compile", note=got))
-            continue
-        r = got[0]
-        seconds = r["elapsed"] / r["steps"]
-        base = fp32.get(model)
-        note = f"compile s {r['first_s']:.0f}" + ("" if r["compiled"] else "; fell back: ran uncompiled")
-        rows.append(Row(model, "token_ln", "Trainer, compile", 1e3 * seconds, 1.0 / seconds,
-                        f"{seconds / base:.3f} × Trainer fp32" if base else "", r["peak"],
-                        3600.0 / seconds / cfg["train"]["steps"], note))
-    return rows
-
-
-def fmt(value: float | None, spec: str) -> str:
+def fmt(value: Any, spec: str) -> str:
     return "" if value is None or value != value else format(value, spec)  # None and NaN print empty
 
 
-def print_table(rows: list[Row]) -> None:
-    token = {(r.model, r.run): r.ms for r in rows if r.norm == "token_ln"}
-    print("| model | norm | run | ms/step | steps/s | compared with | i_ln / token_ln | peak GiB | cells/h | note |")
-    print("|---|---|---|---:|---:|---|---:|---:|---:|---|")
-    for r in rows:
-        base = token.get((r.model, r.run)) if r.norm == "i_ln" else None
-        ratio = f"{r.ms / base:.3f}" if base and r.ms else ""
-        print(f"| {r.model} | {r.norm} | {r.run} | {fmt(r.ms, '.1f')} | {fmt(r.steps_s, '.2f')} | {r.vs} | {ratio} | "
-              f"{fmt(r.peak_gib, '.2f')} | {fmt(r.cells_h, '.2f')} | {r.note} |")
+def ratio(num: float | None, den: float | None) -> str:
+    return f"{num / den:.3f}" if num is not None and den else ""
 
 
-def main() -> None:
+def note_of(r: dict[str, Any]) -> str:
+    if r.get("error"):
+        return r["error"]
+    note = r.get("note") or ""
+    if r.get("fell_back"):
+        note = "FELL BACK to eager; " + note
+    return note
+
+
+def last_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def first_match(path: Path, pattern: re.Pattern[str]) -> str:
+    """The first line of a worker's stderr that ``pattern`` finds."""
+    try:
+        for line in path.read_text(errors="replace").splitlines():
+            if pattern.search(line):
+                return line.strip()[:200]
+    except OSError:
+        pass
+    return ""
+
+
+class Runner:
+    """Starts jobs lane by lane within the caps and the budget, collects their results, stops them at
+    the budget, and turns a worker that died into rows saying so."""
+
+    def __init__(self, jobs: list[Job], caps: dict[str, int], total: int, plan: Plan, budget: float,
+                 report: Report, payload: dict[str, Any], tmp: Path, logs: Path | None) -> None:
+        self.pending, self.caps, self.total, self.plan = list(jobs), caps, total, plan
+        self.budget, self.report, self.payload, self.tmp, self.logs = budget, report, payload, tmp, logs
+        self.running: list[Running] = []
+        self.lines: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+        self.count = 0
+
+    def remaining(self) -> float:
+        return self.budget - (time.monotonic() - self.report.t0)
+
+    def start(self, job: Job) -> None:
+        self.count += 1
+        n = self.count
+        barrier = self.tmp / f"barrier-{n}"
+        barrier.mkdir()
+        env = dict(os.environ, **job.env)
+        env["PYTHONPATH"] = os.pathsep.join([str(job.root), *filter(None, [os.environ.get("PYTHONPATH")])])
+        run = Running(job, [], [], [], started=time.monotonic(),
+                      compiling=sum(r.job.lane == "compile" for r in self.running))
+        for rank in range(job.ranks):
+            payload = {**self.payload, "side": job.side, "root": str(job.root), "items": job.items,
+                       "rank": rank, "ranks": job.ranks, "barrier": str(barrier),
+                       "deadline": time.time() + max(self.remaining(), 1.0)}
+            err = self.tmp / f"{n}-{rank}.err"
+            with open(err, "w") as fh:
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(payload)]
+                proc = subprocess.Popen(cmd, cwd=job.root, env=env, stdout=subprocess.PIPE, stderr=fh, text=True,
+                                        start_new_session=True)
+            reader = threading.Thread(target=self._read, args=(id(run), proc.stdout), daemon=True)
+            reader.start()
+            run.procs.append(proc)
+            run.errs.append(err)
+            run.readers.append(reader)
+        self.running.append(run)
+
+    def _read(self, key: int, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            if line.startswith(MARK):
+                try:
+                    self.lines.put((key, json.loads(line[len(MARK):])))
+                except json.JSONDecodeError:
+                    pass
+
+    def drain(self) -> None:
+        while True:
+            try:
+                key, result = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            for run in self.running:
+                if id(run) == key:
+                    run.results.append(result)
+
+    def kill(self, run: Running) -> None:
+        for proc in run.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # the worker's own group: inductor's compile pool too
+                proc.wait()
+
+    def finish(self, run: Running, why: str = "") -> None:
+        """Report the job's results; every item without one becomes a row with the reason."""
+        self.kill(run)
+        for reader in run.readers:
+            reader.join(timeout=5)
+        self.drain()
+        self.running.remove(run)
+        job = run.job
+        if self.logs is not None:
+            self.logs.mkdir(parents=True, exist_ok=True)
+            for rank, err in enumerate(run.errs):
+                name = "_".join([job.side, *job.items[0]] if len(job.items) == 1 else [job.side, job.items[0][2]])
+                data = err.read_bytes()[-16384:] if err.exists() else b""
+                (self.logs / f"{name}{f'-{rank}' if job.ranks > 1 else ''}.log").write_bytes(data)
+        if not why:
+            failed = [(p.returncode, e) for p, e in zip(run.procs, run.errs) if p.returncode]
+            if failed:
+                code, err = failed[0]
+                why = f"worker exited {code}: {last_line(err) or 'no stderr'}"
+        if job.ranks > 1 or job.items[0][2].startswith("pack"):
+            self.report.add(self.packed(job, run, why))
+            return
+        got = {(r["model"], r["norm"], r["stage"]): r for r in run.results}
+        for model, norm, stage in job.items:
+            r = got.get((model, norm, stage))
+            if r is None:
+                r = {"side": job.side, "model": model, "norm": norm, "stage": stage,
+                     "error": why or f"worker ended without a result: {last_line(run.errs[0]) or 'no stderr'}"}
+            elif stage.startswith("compile") and not r.get("error"):
+                fell, warned = first_match(run.errs[0], FALLBACK), first_match(run.errs[0], COMPILE_WARNING)
+                if fell:
+                    r["fell_back"] = True
+                r["note"] = "; ".join(filter(None, [r.get("note"), fell, warned]))
+            self.report.add(r)
+
+    def packed(self, job: Job, run: Running, why: str) -> dict[str, Any]:
+        model, norm, stage = job.items[0]
+        out: dict[str, Any] = {"side": job.side, "model": model, "norm": norm, "stage": stage}
+        errors = [r["error"] for r in run.results if r.get("error")]
+        if why or errors or len(run.results) < job.ranks:
+            out["error"] = why or (errors[0] if errors else "a packed worker ended without a result")
+            return out
+        total = sum(r["steps"] / r["elapsed"] for r in run.results)
+        steps = run.results[0]["cell_steps"]
+        one = self.report.get(job.side, model, norm, "pack1")
+        vs = f"; {total / one['steps_s']:.2f} × 1 cell" if one and one.get("steps_s") else ""
+        peak = max(r.get("peak_gib") or 0.0 for r in run.results) or None
+        out.update(ms=1e3 * job.ranks / total, steps_s=total, peak_gib=peak, device=run.results[0].get("device"),
+                   note=f"Σ {total:.2f} steps/s, {3600 * total / steps:.2f} cells/h{vs}; peak per process"
+                   + (f"; {run.compiling} compile job(s) running beside it" if run.compiling else ""))
+        return out
+
+    def can_start(self, job: Job) -> bool:
+        lane = [r for r in self.running if r.job.lane == job.lane]
+        if len(self.running) >= self.total or len(lane) >= self.caps[job.lane]:
+            return False
+        if job.lane == "pack":  # alone on the device with the compile workers only
+            busy = [r for r in self.running if r.job.lane != "compile"]
+            return not busy and not any(j.lane == "main" for j in self.pending)
+        return True
+
+    def loop(self) -> None:
+        while self.pending or self.running:
+            for job in list(self.pending):
+                if self.remaining() < self.plan.start_s[job.lane]:
+                    self.pending.remove(job)
+                    for model, norm, stage in job.items:
+                        self.report.add({"side": job.side, "model": model, "norm": norm, "stage": stage,
+                                         "error": f"not run: --budget {self.budget:.0f} s would be spent"})
+                elif self.can_start(job):
+                    self.pending.remove(job)
+                    self.start(job)
+            self.drain()
+            for run in list(self.running):
+                codes = [p.poll() for p in run.procs]
+                if all(c is not None for c in codes):
+                    self.finish(run)
+                elif any(c not in (None, 0) for c in codes) and run.job.ranks > 1:
+                    self.finish(run)  # a packed process died: the others would wait at the barrier
+                elif self.remaining() <= 0:
+                    self.finish(run, f"stopped: --budget {self.budget:.0f} s spent "
+                                     f"({time.monotonic() - run.started:.0f} s into this job)")
+            time.sleep(0.05)
+
+    def stop_all(self, why: str) -> None:
+        for run in list(self.running):
+            self.finish(run, why)
+
+
+def plan_jobs(args: argparse.Namespace, plan: Plan, sides: dict[str, Path]) -> list[Job]:
+    """Every job of the run, in order of priority within its lane: per model and norm, each run of
+    before and of after one after the other, so that the two are timed close together."""
+    pairs = [(m, n) for m in args.models for n in args.norms]
+    if args.ops_only:
+        return [Job(side, root, [(m, n, "ops") for m, n in pairs], "main") for side, root in sides.items()]
+    if args.profile:
+        return [Job(side, root, [(m, n, "profile")], "main") for m, n in pairs for side, root in sides.items()]
+    full = args.before == "full"
+
+    def stages(side: str, model: str, norm: str) -> tuple[str, ...]:
+        return EAGER if side == "after" or full else LEAN_BEFORE.get((model, norm), ("trainer",))
+
+    runs = set(args.runs)
+    jobs = [Job(side, root, [(model, norm, stage)], "main")
+            for model, norm in pairs for stage in ("trainer", "bare", "fixed", "bf16", "tf32")
+            for side, root in sides.items() if stage in stages(side, model, norm) and stage in runs]
+    if not args.no_compile:
+        compiles = [c for c in COMPILES if c[0] in sides]
+        if full and "before" in sides:  # every compile row of after, before too
+            compiles += [("before", *c[1:]) for c in COMPILES
+                         if c[0] == "after" and ("before", *c[1:]) not in COMPILES]
+        jobs += [Job(side, sides[side], [(model, norm, stage)], "compile") for side, model, norm, stage in compiles
+                 if model in args.models and norm in args.norms and stage in runs]
+    if not args.no_packing and "pack" in runs and PACK_MODEL in args.models and "token_ln" in args.norms:
+        jobs += [Job(side, root, [(PACK_MODEL, "token_ln", f"pack{n}")], "pack", ranks=n)
+                 for side, root in sides.items() if side == "after" or full for n in plan.packing]
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, help="another ablate checkout to measure as 'before', in the same run")
     parser.add_argument("--models", nargs="+", default=list(PAPER), choices=list(PAPER))
+    parser.add_argument("--norms", nargs="+", default=list(NORMS), help="norm variants (default: token_ln i_ln)")
     parser.add_argument("--smoke", action="store_true", help="tiny models, a few steps (always, without CUDA)")
+    parser.add_argument("--ops-only", action="store_true", help="on the CPU: operator and FLOP counts only")
+    parser.add_argument("--profile", action="store_true",
+                        help="a torch profiler table (top 15 kernels) of one step per model and norm")
+    parser.add_argument("--before", choices=("lean", "full"), default="lean",
+                        help="lean (default): Trainer rows of every cell, bare loop and bf16 of swinir-light, "
+                             "compile of swinir-light token_ln; full: every run 'after' has")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     parser.add_argument("--no-packing", action="store_true", help="leave out the cells-per-GPU rows")
-    parser.add_argument("--budget", type=float, default=450.0,
-                        help="seconds; stages that would start later are not run (default 450)")
+    parser.add_argument("--runs", nargs="+", default=list(RUN_KEYS), choices=RUN_KEYS, metavar="RUN",
+                        help=f"only these runs ({' '.join(RUN_KEYS)}; default all)")
+    parser.add_argument("--compile-backend", help="torch.compile's backend in the compile rows "
+                        "(default: inductor; eager in smoke mode)")
+    parser.add_argument("--serial", action="store_true", help="one worker at a time (no overlap; slower)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds: no job starts that would not fit, running ones are stopped at it "
+                             "(default 390 on CUDA, 900 otherwise)")
+    parser.add_argument("--warmup", type=int, help="untimed steps before each timed block")
+    parser.add_argument("--steps", type=int, help="timed steps per row")
+    parser.add_argument("--json", type=Path, help="write every result here, rewritten as they come")
+    parser.add_argument("--logs", type=Path, help="keep the last 16 kB of each worker's stderr here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker:
-        worker(json.loads(args.worker))
+        worker_main(json.loads(args.worker))
         return
 
-    t_start = time.monotonic()
-
-    def remaining() -> float:
-        return args.budget - (time.monotonic() - t_start)
-
-    cuda = torch.cuda.is_available()
-    smoke = args.smoke or not cuda
+    t0 = time.monotonic()
+    cuda = torch.cuda.is_available() and not args.ops_only
+    smoke = args.smoke or not (cuda or args.ops_only)  # --ops-only counts the paper models unless --smoke
     plan = SMOKE if smoke else FULL
-    device = torch.device("cuda" if cuda else "cpu")
-    where = torch.cuda.get_device_name(device) if cuda else "CPU"
-    if smoke:
-        print("smoke mode: no CUDA (tiny models, a few steps: the numbers mean nothing)" if not cuda
-              else "smoke mode (--smoke): tiny models, a few steps: the numbers mean nothing")
-    print(f"bench_gpu: torch {torch.__version__}, {where}; paper cells at {TASK} (experiments/paper/), "
-          f"{plan.steps} timed steps after {plan.warmup} warmup, packed/compiled rows over {plan.window_s:g} s\n")
-    rows: list[Row] = []
-    for model in args.models:
-        for norm in NORMS:
-            if remaining() < 0:
-                rows.append(Row(model, norm, "all in-process runs", note="not run: --budget spent"))
-                continue
-            log(f"{model} {norm}")
-            rows += measure_in_process(model, norm, plan, smoke, device)
-    if not args.no_packing and PACK_MODEL in args.models:
-        log("packing")
-        rows += measure_packing(plan, smoke, remaining)
-    if not args.no_compile:
-        log("compile")
-        fp32 = {r.model: r.ms / 1e3 for r in rows if r.run == "Trainer" and r.norm == "token_ln" and r.ms}
-        rows += measure_compile(args.models if not smoke else args.models[:1], plan, smoke, fp32, remaining)
-    print_table(rows)
-    log(f"bench_gpu: {time.monotonic() - t_start:.0f} s")
+    plan = dataclasses.replace(plan, warmup=args.warmup if args.warmup is not None else plan.warmup,
+                               steps=args.steps or plan.steps, compile_backend=args.compile_backend or plan.compile_backend)
+    budget = args.budget if args.budget is not None else (390.0 if cuda else 900.0)
+    sides = {"after": ROOT}
+    if args.root is not None:
+        before = args.root.resolve()
+        if not (before / "ablate" / "__init__.py").is_file():
+            raise SystemExit(f"--root {args.root}: expected an ablate checkout (no ablate/__init__.py there)")
+        for model in args.models:
+            if not (before / PAPER[model]).is_file():
+                raise SystemExit(f"--root {args.root}: expected {PAPER[model]} there")
+        sides = {"before": before, "after": ROOT}
+    bad = [n for n in args.norms if not re.fullmatch(r"[a-z0-9_]+", n)]
+    if bad:
+        raise SystemExit(f"--norms: expected norm names like token_ln, got {bad[0]!r}")
+
+    if args.ops_only:
+        print("ops-only: aten operators and FLOPs counted on the CPU (machine-independent)")
+    elif smoke:
+        why = "no CUDA" if not torch.cuda.is_available() else "--smoke"
+        print(f"smoke mode: {why} (tiny models, a few steps: the numbers mean nothing)")
+    cpus = os.cpu_count() or 2
+    if args.serial:
+        caps, total = {"main": 1, "compile": 1, "pack": 1}, 1
+    elif cuda:
+        caps, total = {"main": 3, "compile": 2, "pack": 1}, 5
+    else:
+        caps, total = {"main": 2, "compile": 1, "pack": 1}, 2
+    jobs = plan_jobs(args, plan, sides)
+    if cuda and not args.serial and "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
+        threads = str(max(1, (cpus - 2 * caps["main"]) // caps["compile"]))
+        for job in jobs:
+            if job.lane == "compile":
+                job.env["TORCHINDUCTOR_COMPILE_THREADS"] = threads
+    if args.ops_only:
+        for job in jobs:
+            job.env["CUDA_VISIBLE_DEVICES"] = ""
+    timing = ("" if args.ops_only else f"{plan.steps} timed steps after {plan.warmup} warmup, packed rows over "
+              f"{plan.window_s:g} s; ")
+    header = (f"bench_gpu: torch {torch.__version__}; " + ", ".join(f"{s} = {p}" for s, p in sides.items())
+              + f"; paper cells at {TASK}; {timing}{len(jobs)} jobs, budget {budget:.0f} s"
+              + ("; serial" if args.serial else f"; up to {total} workers at once, timed blocks one at a time"))
+    print(header + "\n", flush=True)
+    meta = {"argv": sys.argv[1:], "torch": torch.__version__, "roots": {s: str(p) for s, p in sides.items()},
+            "plan": dataclasses.asdict(plan), "budget_s": budget, "smoke": smoke, "ops_only": args.ops_only,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": cpus}
+    report = Report(args.json, meta, t0, list(sides))
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
+        lock = Path(tmp) / "device.lock"
+        lock.touch()
+        payload = {"plan": dataclasses.asdict(plan), "smoke": smoke, "ops_only": args.ops_only, "lock": str(lock),
+                   "threads": (max(1, cpus // total) if args.ops_only else 0)}
+        runner = Runner(jobs, caps, total, plan, budget, report, payload, Path(tmp), args.logs)
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        try:
+            runner.loop()
+        except (KeyboardInterrupt, SystemExit):
+            runner.stop_all("stopped: the benchmark was interrupted")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            runner.stop_all("stopped: the benchmark ended")
+    devices = sorted({r["device"] for r in report.results if r.get("device")})
+    meta["devices"] = devices
+    report.dump()
+    if args.ops_only:
+        report.counts_table()
+    elif not args.profile:
+        print(f"\n{', '.join(devices) or 'no device reported'}; torch {torch.__version__}\n")
+        report.table()
+        report.ratios()
+    print(f"\nbench_gpu: {time.monotonic() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

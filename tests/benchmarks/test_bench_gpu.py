@@ -1,8 +1,12 @@
-"""benchmarks/bench_gpu.py runs: its smoke mode (what a machine without CUDA runs) prints one table."""
+"""benchmarks/bench_gpu.py: its smoke mode (what a machine without CUDA runs) prints the full before/after
+table; --ops-only counts operators per checkout (equal for two copies of one tree); a stage or a
+worker that fails is a row, not a crash; --budget skips what would not fit."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,27 +14,132 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
+SCRIPT = ROOT / "benchmarks" / "bench_gpu.py"
+
+
+def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def copy_checkout(dest: Path) -> Path:
+    """A second checkout: this tree's ablate package and paper experiments, nothing else."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "ablate", dest / "ablate", ignore=ignore)
+    shutil.copytree(ROOT / "experiments" / "paper", dest / "experiments" / "paper", ignore=ignore)
+    return dest
+
+
+def table(out: str, header: str) -> list[list[str]]:
+    """The rows of the markdown table whose header line starts with ``header``, as stripped cells."""
+    lines = out.splitlines()
+    start = [i for i, line in enumerate(lines) if line.startswith(header)]
+    assert len(start) == 1, out
+    rows = []
+    for line in lines[start[0]:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.split("|")[1:-1]])
+    return rows[:1] + rows[2:]  # the header, then the rows without the |---| line
+
+
+def test_ops_only_counts_the_same_operators_in_two_copies_of_one_tree_and_a_bad_norm_is_one_row(tmp_path):
+    before = copy_checkout(tmp_path / "before")
+    proc = bench("--ops-only", "--smoke", "--root", str(before), "--norms", "token_ln", "i_ln", "no_such_norm",
+                 "--json", str(tmp_path / "ops.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = table(proc.stdout, "| model | norm | ops fwd+bwd before")
+    head, body = rows[0], rows[1:]
+    assert [(r[0], r[1]) for r in body] == [(m, n) for m in ("swinir-light", "hat-mini") for n in ("token_ln", "i_ln")]
+    col = {name: i for i, name in enumerate(head)}
+    for r in body:
+        fwd = int(r[col["ops fwd+bwd before"]].replace(",", ""))
+        assert fwd > 100 and r[col["ops fwd+bwd after"]] == r[col["ops fwd+bwd before"]], r
+        for i in (4, 7, 10):  # fwd+bwd ops, Trainer.step ops, FLOPs: after / before
+            assert head[i] == "after / before" and r[i] == "1.000", (head, r)
+        if r[1] == "i_ln":  # the counter sees the model: i-LN dispatches more than LN
+            assert float(r[col["ops fwd+bwd i_ln / token_ln before"]]) > 1.0, r
+    results = json.loads((tmp_path / "ops.json").read_text())["results"]
+    sides = {(r["side"], r["model"], r["norm"]): r for r in results}
+    for model in ("swinir-light", "hat-mini"):  # each side imported its own checkout
+        assert Path(sides["before", model, "token_ln"]["ablate"]).parent == before
+        assert Path(sides["after", model, "token_ln"]["ablate"]).parent == ROOT.resolve()
+        for side in ("before", "after"):
+            assert "no cell with norm 'no_such_norm'" in sides[side, model, "no_such_norm"]["error"]
+            assert sides[side, model, "i_ln"]["ops"] > sides[side, model, "i_ln"]["ops_fwdbwd"]  # + Adam, EMA
+
+
+def test_a_worker_that_dies_is_a_row_and_the_run_goes_on(tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(ROOT / "experiments" / "paper", broken / "experiments" / "paper")
+    (broken / "ablate").mkdir()
+    (broken / "ablate" / "__init__.py").write_text("import os, sys\nprint('boom: no ablate here', file=sys.stderr)\n"
+                                                   "sys.stderr.flush()\nos._exit(3)\n")
+    # "after" fails inside its stage (cheaply: an unknown norm), "before" kills its process
+    proc = bench("--ops-only", "--smoke", "--root", str(broken), "--models", "swinir-light", "--norms", "nonorm",
+                 "--json", str(tmp_path / "d.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "before swinir-light nonorm ops-only (CPU): worker exited 3: boom: no ablate here" in proc.stdout
+    results = {r["side"]: r for r in json.loads((tmp_path / "d.json").read_text())["results"]}
+    assert results["before"]["error"] == "worker exited 3: boom: no ablate here"
+    assert results["after"]["error"].startswith("LookupError: ") and "no cell with norm 'nonorm'" in results["after"]["error"]
+
+
+def test_a_compile_that_falls_back_to_eager_says_so(tmp_path):
+    proc = bench("--smoke", "--models", "swinir-light", "--norms", "token_ln", "--runs", "compile",
+                 "--compile-backend", "no_such_backend", "--json", str(tmp_path / "c.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = table(proc.stdout, "| model | norm | run | ms/step |")[1:]
+    assert row[2] == "Trainer, compile" and float(row[3]) > 0 and row[-1].startswith("FELL BACK to eager; compile s")
+    (result,) = json.loads((tmp_path / "c.json").read_text())["results"]
+    assert result["fell_back"] is True and "no_such_backend" in result["note"], result
+
+
+def test_budget_skips_every_stage_that_would_not_fit(tmp_path):
+    proc = bench("--smoke", "--budget", "0", "--models", "swinir-light", "--json", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert len(results) == 2 * 5 + 3 + 2  # the eager runs of both norms, compile, packing
+    assert {r["stage"] for r in results} == {"trainer", "bare", "fixed", "bf16", "tf32", "compile", "compile_bf16",
+                                             "pack1", "pack2"}
+    assert all(r["error"].startswith("not run: --budget") for r in results), results
 
 
 @pytest.mark.slow
-def test_the_gpu_benchmark_smoke_mode_prints_one_full_table():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--smoke"], env=env,
-                          capture_output=True, text=True, timeout=500, cwd=ROOT)
+def test_the_smoke_mode_prints_partial_rows_the_before_after_table_and_the_ratios(tmp_path):
+    before = copy_checkout(tmp_path / "before")
+    proc = bench("--smoke", "--root", str(before), "--models", "swinir-light", "--json", str(tmp_path / "s.json"),
+                 timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout.splitlines()
-    assert out[0].startswith("smoke mode"), out[0]
-    tables = [i for i, line in enumerate(out) if line.startswith("| model |")]
-    assert len(tables) == 1, proc.stdout
-    rows = [line.split("|")[1:-1] for line in out[tables[0] + 2:] if line.startswith("|")]
-    runs = [(model.strip(), norm.strip(), run.strip()) for model, norm, run, *_ in rows]
-    for model in ("hat-mini", "swinir-light"):
-        for norm in ("token_ln", "i_ln"):
-            assert [r for m, n, r in runs if (m, n) == (model, norm) and "GPU" not in r and "compile" not in r] == [
-                "bare loop", "Trainer, fixed batch", "Trainer", "Trainer, bf16", "Trainer, fp16"]
-    assert ("swinir-light", "token_ln", "Trainer, 2 cells/GPU") in runs
-    assert ("hat-mini", "token_ln", "Trainer, compile") in runs
-    for cells in rows:
-        ms, steps_s, note = cells[3].strip(), cells[4].strip(), cells[9].strip()
-        assert float(ms) > 0 and float(steps_s) > 0, cells  # every row measured
-        assert "fell back" not in note and "failed" not in note and "not run" not in note, cells
+    out = proc.stdout
+    assert out.splitlines()[0].startswith("smoke mode"), out
+    assert "after  swinir-light token_ln Trainer: " in out  # a partial row, printed as it came
+    rows = table(out, "| model | norm | run | ms before | ms after |")
+    col = {name: i for i, name in enumerate(rows[0])}
+    runs = {(r[1], r[2]): r for r in rows[1:]}
+    eager = ["bare loop", "Trainer, fixed batch", "Trainer", "Trainer, TF32", "Trainer, bf16"]
+    for norm in ("token_ln", "i_ln"):
+        assert [run for n, run in runs if n == norm and run in eager] == eager
+        for run in eager:  # every eager row of "after" measured, with its counts
+            r = runs[norm, run]
+            assert float(r[col["ms after"]]) > 0 and int(r[col["ops/step after"]].replace(",", "")) > 0, r
+    lean = {("token_ln", "Trainer"), ("token_ln", "bare loop"), ("token_ln", "Trainer, bf16"),
+            ("i_ln", "Trainer"), ("i_ln", "bare loop"), ("token_ln", "Trainer, compile")}
+    for key, r in runs.items():
+        has_before = r[col["ms before"]] != ""
+        assert has_before == (key in lean), (key, r)
+        if has_before:
+            assert float(r[col["after / before"]]) > 0, r
+    for run in ("Trainer, compile", "Trainer, compile, bf16", "Trainer, 1 cell/GPU", "Trainer, 2 cells/GPU"):
+        r = runs["token_ln", run]
+        assert float(r[col["ms after"]]) > 0 and "FELL BACK" not in r[col["note"]], r
+    assert "compile s" in runs["token_ln", "Trainer, compile"][col["note"]]
+    ratios = {(r[0], r[1]): r for r in table(out, "| ratio | model | before | after |")[1:]}
+    for label in ("i_ln / token_ln, Trainer", "bf16 / fp32 (token_ln)", "compile / eager (token_ln)",
+                  "Trainer fixed batch / bare loop (token_ln)", "Trainer real data / fixed batch (token_ln)"):
+        assert float(ratios[label, "swinir-light"][3]) > 0, label
+    counts = table(out, "| model | norm | ops fwd+bwd before")[1:]
+    assert [r[4] for r in counts] == ["1.000", "1.000"], counts  # the same code: the same operators
+    results = json.loads((tmp_path / "s.json").read_text())["results"]
+    assert not [r for r in results if r.get("error")], [r for r in results if r.get("error")]
