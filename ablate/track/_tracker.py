@@ -241,7 +241,7 @@ class Tracker:
         """Create the sweep's parent run in experiment ``name``, tag it (plus ``tags``) and log the spec
         and the plan as artifacts (see ``docs/mlflow.md``). Returns the run id.
 
-        ``driver=True`` (``ablate run``, ``resume``, ``search``; after :meth:`claim`) makes the run hold
+        ``driver=True`` (``ablate run``, ``resume``, ``search``, ``train``; after :meth:`claim`) makes the run hold
         the experiment's lease: ``ablate.driver.*`` tags and a heartbeat thread until :meth:`end_sweep`.
         """
         from ablate import __version__
