@@ -1,4 +1,5 @@
-"""`ablate train`: one cell, in-process, no Ray."""
+"""`ablate train`: one cell, in-process, no Ray; with ``--tracking-uri`` a driver of its experiment like a
+sweep (it claims the experiment and holds the lease until it ends, Ctrl-C included)."""
 
 from __future__ import annotations
 
@@ -56,27 +57,28 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
     run_id = parent = ""
     reporter: Any = PrintReporter(cell.train.steps)
     if tracking_uri:
-        from ablate.norms import resolve_norm
-        from ablate.spec import plan_rows
-        from ablate.track import Tracker, cell_run_identity
+        from ablate.track import Tracker
 
         tracker = Tracker(tracking_uri, state_dir.resolve())
-        parent = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows([cell]),
-                                     tags={"ablate.mode": "train"})
-        run_name, tags = cell_run_identity(cell, resolve_norm(cell.norm.to_config(), cell.rescale).name)
-        run_id = tracker.start_cell(parent, cell.id, run_name, cell.flat_params(), tags)
-        reporter = _Tee(reporter, tracker, run_id)
     try:
+        if tracker is not None:
+            parent = _claim(tracker, spec, cell)
+            run_id = _start_cell(tracker, parent, cell)
+            reporter = _Tee(reporter, tracker, run_id)
         result = run_cell(cell, reporter)
     except BaseException as err:
-        if tracker is not None:  # never leave the runs "running"
-            killed = isinstance(err, KeyboardInterrupt)
-            tracker.end_cell(run_id, "killed" if killed else "failed", str(err) or type(err).__name__)
-            tracker.end_sweep(parent, "KILLED" if killed else "FAILED")
+        if parent:  # never leave the runs "running"
+            _end(tracker, parent, run_id, err)
         raise
-    if tracker is not None:
-        tracker.end_cell(run_id, result.status, result.reason, result.summary)
-        tracker.end_sweep(parent, "FINISHED")
+    else:
+        if tracker is not None:
+            from ablate.track import State
+
+            tracker.end_cell(run_id, result.status, result.reason, result.summary)
+            tracker.end_sweep(parent, State.FINISHED)
+    finally:
+        if tracker is not None:
+            tracker.close()  # the claim on the experiment ends with the command, however it ends
     rows = [(k, v) for k, v in sorted(result.summary.items()) if not k.startswith("time/")]
     width = max(len(k) for k, _ in rows)
     click.echo(f"\nstatus: {result.status}" + (f" ({result.reason})" if result.reason else ""))
@@ -89,7 +91,43 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
         raise SystemExit(1)
 
 
+def _claim(tracker: Any, spec: Any, cell: Any) -> str:
+    """Claim the experiment as a sweep does — refused in one line while another driver runs it, the
+    runs of a gone one ended as killed — and start the sweep run, which holds the lease; its id."""
+    from ablate.spec import plan_rows
+    from ablate.track import Tag
+
+    for note in tracker.claim(spec.name, then="then run `ablate train` again"):
+        click.echo(note)
+    parent: str = tracker.start_sweep(spec.name, spec.hash, spec.source_text, plan_rows([cell]),
+                                      tags={Tag.MODE: "train"}, driver=True)
+    return parent
+
+
+def _start_cell(tracker: Any, parent: str, cell: Any) -> str:
+    """The cell's run (a rerun of the cell continues its run: the points it holds are not logged again)."""
+    from ablate.norms import resolve_norm
+    from ablate.track import cell_run_identity
+
+    run_name, tags = cell_run_identity(cell, resolve_norm(cell.norm.to_config(), cell.rescale).name)
+    run_id: str = tracker.start_cell(parent, cell.id, run_name, cell.flat_params(), tags)
+    return run_id
+
+
+def _end(tracker: Any, parent: str, run_id: str, err: BaseException) -> None:
+    """End the runs of a cell that raised: killed on Ctrl-C (a rerun continues the cell's run), else failed."""
+    from ablate.track import State
+
+    killed = isinstance(err, KeyboardInterrupt)
+    if run_id:
+        tracker.end_cell(run_id, "killed" if killed else "failed", str(err) or type(err).__name__)
+    tracker.end_sweep(parent, State.KILLED if killed else State.FAILED)
+
+
 class _Tee:
+    """The progress bar, and every report logged to the cell's run (each (key, step) once: the
+    Tracker drops what the run holds, so a rerun after Ctrl-C logs only what is new)."""
+
     def __init__(self, inner, tracker, run_id) -> None:  # type: ignore[no-untyped-def]
         self.inner, self.tracker, self.run_id = inner, tracker, run_id
 

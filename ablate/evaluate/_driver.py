@@ -95,7 +95,9 @@ def baseline_name(task: Any) -> str:
 
 def set_tag(set_name: str) -> str:
     """The run tag recording how a set was scored (JSON: data, self_ensemble, seed, index, images…)."""
-    return f"ablate.eval.{set_name}"
+    from ablate.track import Tag
+
+    return f"{Tag.EVAL}{set_name}"
 
 
 @dataclass
@@ -105,6 +107,9 @@ class _Todo:
     cell: CellSpec
     run: dict[str, Any]
     sets: list[SetWork] = field(default_factory=list)  # model metrics to compute
+    # sets not known to be scored with this setting (--force, a changed setting): their points are logged
+    # again, where otherwise a point the run holds is not (exactly once)
+    rescored: set[str] = field(default_factory=set)
     reference: list[str] = field(default_factory=list)  # sets lacking the task baseline's metrics
 
 
@@ -125,6 +130,8 @@ def _todo(cell: CellSpec, run: dict[str, Any], ev: EvalSpec, force: bool) -> _To
                            if force or not same or metric_key(name, "psnr", p) not in metrics)
         if precisions:
             todo.sets.append(SetWork(name, comp.to_config(), precisions))
+            if force or not same:
+                todo.rescored.add(name)
     return todo
 
 
@@ -139,6 +146,7 @@ class _Evaluation:
         self.runs: dict[str, str] = {}  # cell id -> run id
         self.labels: dict[str, str] = {}  # cell id -> run name
         self.steps: dict[str, int] = {}  # cell id -> its run's last step: eval metrics are logged there
+        self.rescored: dict[str, set[str]] = {}  # cell id -> its _Todo.rescored
         self.tasks: dict[str, tuple[str, str]] = {}  # cell id -> (task label, its baseline's name)
         self.index = {name: i for i, (name, _) in enumerate(ev.sets)}
         self.varying: set[str] = set()  # backbone, task: what progress lines must name to tell cells apart
@@ -188,7 +196,7 @@ class _Evaluation:
             res = evaluate_reference(tasks[label], name, sets[name].to_config())
             self.line(None, f"{baseline_name(tasks[label])} · {label}", self._scores(res))
             for todo in users:
-                self.tracker.log(todo.run["run_id"], res.metrics, self.steps[todo.cell.id])
+                self.tracker.log(todo.run["run_id"], res.metrics, self.steps[todo.cell.id], again=self.opts.force)
         self.tracker.flush()
 
     # results ---------------------------------------------------------------------------------
@@ -199,7 +207,7 @@ class _Evaluation:
         from ablate.train import VAL_SEED
 
         run_id = self.runs[job.key]
-        self.tracker.log(run_id, res.metrics, self.steps[job.key])
+        self.tracker.log(run_id, res.metrics, self.steps[job.key], again=res.name in self.rescored[job.key])
         comp = dict(self.ev.sets)[res.name]
         self.tracker.set_tags(run_id, {set_tag(res.name): json.dumps({
             "data": comp.to_config(), "self_ensemble": self.ev.self_ensemble, "seed": VAL_SEED,
@@ -303,6 +311,7 @@ def _jobs(ctx: _Evaluation, todos: list[_Todo], ev: EvalSpec, opts: EvalOptions)
                                                           if a in ctx.varying), f"s{cell.seed}"]
         ctx.labels[cell.id] = f"{'·'.join(parts)} ({cell.id[:6]})"
         ctx.steps[cell.id] = int(run["metrics"].get("steps", 0))
+        ctx.rescored[cell.id] = todo.rescored
         if not todo.sets:
             continue
         ckpt = ctx.checkpoint(todo)

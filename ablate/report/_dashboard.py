@@ -22,7 +22,7 @@ import jinja2
 
 from ablate.naming import safe_name
 from ablate.status import CellStatus
-from ablate.track import RunStore, default_state_dir, resolve_tracking_uri
+from ablate.track import RunStore, Tag, default_state_dir, resolve_tracking_uri
 
 from . import _plotly
 from ._anova import anova_context, factor_anova
@@ -148,10 +148,10 @@ def _sweep_context(cells: Cells) -> list[dict[str, Any]]:
         started = (_dt.datetime.fromtimestamp(s["start_time"] / 1000).strftime("%Y-%m-%d %H:%M")
                    if s["start_time"] else "")
         out.append({"name": s["run_name"], "run_id": s["run_id"], "experiment": s["experiment"],
-                    "status": s["tags"].get("ablate.status", s["status"]), "started": started,
-                    "spec_hash": s["tags"].get("ablate.spec_hash", ""),
-                    "commit": s["tags"].get("ablate.git_commit", "")[:12],
-                    "version": s["tags"].get("ablate.version", "")})
+                    "status": s["tags"].get(Tag.STATUS, s["status"]), "started": started,
+                    "spec_hash": s["tags"].get(Tag.SPEC_HASH, ""),
+                    "commit": s["tags"].get(Tag.GIT_COMMIT, "")[:12],
+                    "version": s["tags"].get(Tag.VERSION, "")})
     return out
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate.track import Tag
+
 from ._data import Cells, field_value
 from ._table import Entry, fmt, latex_escape, records_csv
 
@@ -148,7 +150,7 @@ class EvalTable:
 def _set_info(run: dict[str, Any], set_name: str) -> dict[str, Any]:
     """What ``ablate eval`` recorded about how the run scored ``set_name`` (tag ablate.eval.<set>)."""
     try:
-        info = json.loads(run["tags"].get(f"ablate.eval.{set_name}", "null"))
+        info = json.loads(run["tags"].get(f"{Tag.EVAL}{set_name}", "null"))
     except ValueError:
         return {}
     return info if isinstance(info, dict) else {}

@@ -29,7 +29,7 @@ import numpy as np
 
 from ablate.spec import CellSpec, Component, OptimizerSpec, ProbeSpec, TrainSpec
 from ablate.status import CellStatus
-from ablate.track import Tracker, cell_run_name, default_tracking_uri, seed_sqlite_store
+from ablate.track import Tag, Tracker, cell_run_name, default_tracking_uri, seed_sqlite_store
 
 Trace = tuple[np.ndarray, np.ndarray]  # (steps, values)
 
@@ -209,9 +209,8 @@ def experiment_cells(cells: Sequence[CellSpec], outcomes: Mapping[str, str] | No
 
 
 def cell_tags(cell: SyntheticCell) -> dict[str, str]:
-    return {"ablate.norm": cell.label, "ablate.pairing": cell.spec.pairing_key,
-            "ablate.source.norm": "ablate 0.1.0", "ablate.source.backbone": "ablate 0.1.0",
-            "ablate.synthetic": "1"}
+    return {Tag.NORM: cell.label, Tag.PAIRING: cell.spec.pairing_key,
+            f"{Tag.SOURCE}norm": "ablate 0.1.0", f"{Tag.SOURCE}backbone": "ablate 0.1.0", Tag.SYNTHETIC: "1"}
 
 
 def run_name(cell: SyntheticCell) -> str:
@@ -226,7 +225,7 @@ def log_synthetic(tracker: Any, name: str, cells: Sequence[SyntheticCell], *, tr
     plan = [{"cell": c.id, "norm": c.label, "backbone": c.spec.backbone.label(), "task": c.spec.task.label(),
              "seed": c.spec.seed} for c in cells]
     parent = tracker.start_sweep(name, "synthetic", f"name: {name}\n# synthetic sweep\n", plan,
-                                 tags={"ablate.synthetic": "1"})
+                                 tags={Tag.SYNTHETIC: "1"})
     runs: dict[str, str] = {}
     for cell in cells:
         rid = tracker.start_cell(parent, cell.id, run_name(cell), cell.spec.flat_params(), cell_tags(cell))

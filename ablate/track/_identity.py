@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from ablate.registry import provenance_tags
 
+from ._names import Tag
+
 if TYPE_CHECKING:
     from ablate.spec import CellSpec
 
@@ -32,7 +34,7 @@ def cell_run_identity(cell: CellSpec, norm_label: str,
     ``ablate.source.<kind>`` (see :func:`ablate.registry.provenance_tags`), then ``extra_tags``
     (a search adds ``ablate.search``), which win over the others.
     """
-    tags = {"ablate.norm": norm_label, "ablate.pairing": cell.pairing_key,
+    tags = {Tag.NORM: norm_label, Tag.PAIRING: cell.pairing_key,
             **provenance_tags(norm=cell.norm.name, backbone=cell.backbone.name, task=cell.task.name,
                               data=cell.data.name)}
     tags.update(extra_tags or {})

@@ -14,8 +14,8 @@ gone when its heartbeat is older than ``MISSED_BEATS`` intervals (the interval i
 not share its settings). Hosts compare their own clocks with the heartbeat, so
 clocks may disagree by up to the grace of three intervals (60 s by default).
 
-Of this package it imports only ``_client``; :class:`~ablate.track.Tracker` takes and releases leases,
-:class:`~ablate.track.RunStore` marks the runs of a gone driver as stale.
+Of this package it imports only ``_client`` and ``_names``; :class:`~ablate.track._claims.Claims` takes and
+releases leases, :class:`~ablate.track.RunStore` marks the runs of a gone driver as stale.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._client import mlflow_client
+from ._names import Tag
 
-HOST, PID, STARTED, HEARTBEAT, INTERVAL = (f"ablate.driver.{k}" for k in
-                                            ("host", "pid", "started", "heartbeat", "interval"))
+HOST, PID, STARTED, HEARTBEAT, INTERVAL = (Tag.DRIVER_HOST, Tag.DRIVER_PID, Tag.DRIVER_STARTED, Tag.DRIVER_HEARTBEAT,
+                                           Tag.DRIVER_INTERVAL)
 ENV_HEARTBEAT = "ABLATE_HEARTBEAT_S"
 DEFAULT_HEARTBEAT_S = 20.0
 MISSED_BEATS = 3  # a driver is gone after this many intervals without a heartbeat
@@ -107,7 +108,8 @@ class Lease:
 
     @classmethod
     def of(cls, run_id: str, tags: Mapping[str, str]) -> Lease | None:
-        """The lease in ``tags``; None when the run has none (written by ``ablate train``, or unreadable)."""
+        """The lease in ``tags``; None when the run has none (written by an ablate before leases, or
+        unreadable)."""
         started, beat = _instant(tags.get(STARTED)), _instant(tags.get(HEARTBEAT))
         try:
             pid, interval = int(tags.get(PID, "")), float(tags.get(INTERVAL) or DEFAULT_HEARTBEAT_S)

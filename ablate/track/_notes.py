@@ -18,7 +18,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-NOTE_TAG = "mlflow.note.content"
+from ._names import Tag
+
 NOTE_BUDGET = 7500  # characters, under MLflow's 8,000 per tag value with room for the closing line
 MAX_ROWS = 50
 NOT_RUN = "not run"
@@ -128,8 +129,8 @@ def results_note(experiment: str, rows: Sequence[Mapping[str, Any]], sweep_statu
 def cell_info(cell_id: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> dict[str, Any]:
     """What a cell's description shows of its flattened params and tags (``ablate.norm``)."""
     info: dict[str, Any] = {"cell": cell_id}
-    if tags.get("ablate.norm"):
-        info["variant"] = tags["ablate.norm"]
+    if tags.get(Tag.NORM):
+        info["variant"] = tags[Tag.NORM]
     for key in ("norm", "rescale", "backbone", "task", "seed", "data"):
         value = params.get(key, params.get(f"{key}.name") if key in _COMPONENTS else None)
         if value is not None:  # a component with params is flattened to key.name, key.<param>…

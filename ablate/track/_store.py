@@ -18,7 +18,7 @@ import fnmatch
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,15 +31,16 @@ from ablate.status import DONE, CellStatus
 
 from ._client import mlflow_client
 from ._lease import mark_stale
+from ._names import State, Tag
 from ._uri import sqlite_path
 
 # MLflow stores ±inf as ±max float64 (SQL has no infinities); we hand back real infinities.
 _MAX_FLOAT = 1.7976931348623157e308
 _CHUNK = 5000  # run ids per SQL query: below SQLite's bound-parameter limit (32,766)
 # a run without an ablate.status tag (not written by ablate) gets the status its MLflow state implies
-_FROM_MLFLOW_STATUS = {"FINISHED": CellStatus.FINISHED.value, "FAILED": CellStatus.FAILED.value,
-                       "KILLED": CellStatus.KILLED.value, "RUNNING": CellStatus.RUNNING.value,
-                       "SCHEDULED": CellStatus.RUNNING.value}
+_FROM_MLFLOW_STATUS = {State.FINISHED: CellStatus.FINISHED.value, State.FAILED: CellStatus.FAILED.value,
+                       State.KILLED: CellStatus.KILLED.value, State.RUNNING: CellStatus.RUNNING.value,
+                       State.SCHEDULED: CellStatus.RUNNING.value}
 
 History = tuple[np.ndarray, np.ndarray]  # (steps int64, values float64), sorted by step
 
@@ -57,19 +58,19 @@ def run_record(run_id: str, run_name: str, mlflow_status: str, start_time: int |
                experiment: str, tags: dict[str, str], params: dict[str, str],
                metrics: dict[str, float]) -> dict[str, Any]:
     """The plain dict both read paths produce for one run (see :meth:`RunStore.runs`)."""
-    status = tags.get("ablate.status") or _FROM_MLFLOW_STATUS.get(mlflow_status, mlflow_status.lower())
+    status = tags.get(Tag.STATUS) or _FROM_MLFLOW_STATUS.get(mlflow_status, mlflow_status.lower())
     return {
         "run_id": run_id,
         "run_name": run_name,
         "experiment": experiment,
-        "cell": tags.get("ablate.cell"),
+        "cell": tags.get(Tag.CELL),
         "status": status,
-        "reason": tags.get("ablate.reason", ""),
+        "reason": tags.get(Tag.REASON, ""),
         "stale": "",  # "driver gone since …" for a running run whose sweep's driver is gone (RunStore.runs)
-        "norm": tags.get("ablate.norm"),
-        "pairing": tags.get("ablate.pairing"),
-        "parent_run_id": tags.get("mlflow.parentRunId"),
-        "is_sweep": tags.get("ablate.sweep") == "1",
+        "norm": tags.get(Tag.NORM),
+        "pairing": tags.get(Tag.PAIRING),
+        "parent_run_id": tags.get(Tag.PARENT_RUN),
+        "is_sweep": tags.get(Tag.SWEEP) == "1",
         "mlflow_status": mlflow_status,
         "start_time": start_time,
         "end_time": end_time,
@@ -339,19 +340,30 @@ class RunStore:
         steps = [int(h[0][-1]) for h in self.histories([run_id]).get(run_id, {}).values() if len(h[0])]
         return max(steps) if steps else None
 
-    def points(self, run_id: str) -> dict[str, set[int]]:
-        """``{key: steps}``: every (metric, step) ``run_id`` holds, so a writer resuming the run can
-        skip what is already there. On SQLite one query over MLflow's (run, key, step) index; otherwise
-        one ``get_metric_history`` per key."""
+    def points(self, run_id: str, keys: Collection[str] | None = None) -> dict[str, set[int]]:
+        """``{key: steps}``: every (metric, step) ``run_id`` holds (of ``keys``, when given), so a writer
+        resuming the run can skip what is already there. On SQLite one query over MLflow's (run, key,
+        step) index; otherwise one ``get_metric_history`` per key."""
         out: dict[str, set[int]] = {}
+        wanted = None if keys is None else list(dict.fromkeys(keys))
         if self._db is not None:
             with self._sql() as con:
-                for key, step in con.execute("SELECT key, step FROM metrics WHERE run_uuid = ?", (run_id,)):
-                    out.setdefault(key, set()).add(int(step))
+                if wanted is None:
+                    rows = list(con.execute("SELECT key, step FROM metrics WHERE run_uuid = ?", (run_id,)))
+                else:
+                    rows = []
+                    for chunk in _chunks(wanted):
+                        marks = ",".join("?" * len(chunk))
+                        rows += con.execute(f"SELECT key, step FROM metrics WHERE run_uuid = ? AND key IN ({marks})",
+                                            (run_id, *chunk)).fetchall()
+            for key, step in rows:
+                out.setdefault(key, set()).add(int(step))
             return out
         with self._timed():
-            for key in self.client.get_run(run_id).data.metrics:
-                out[key] = {int(m.step) for m in self.client.get_metric_history(run_id, key)}
+            for key in self.client.get_run(run_id).data.metrics if wanted is None else wanted:
+                steps = {int(m.step) for m in self.client.get_metric_history(run_id, key)}
+                if steps:
+                    out[key] = steps
         return out
 
     # metric histories ------------------------------------------------------------------------------

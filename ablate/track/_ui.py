@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+from ._names import Tag
+
 MODEL_TRAINING = "custom_model_development"  # MLflow's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT
-DATASET_CONTEXT_TAG = "mlflow.data.context"
 DATASET_CONTEXT = "training"
 _PAGE_QUERY = {"workflowType": "machine_learning", "orderByKey": "metrics.`final/psnr`", "orderByAsc": "false"}
 _MAX_DATASET_NAME = 500  # mlflow.utils.validation.MAX_DATASET_NAME_SIZE
@@ -74,6 +74,6 @@ def cell_dataset(params: Mapping[str, Any]) -> dict[str, str] | None:
         return {"name": where[-_MAX_DATASET_NAME:], "digest": digest, "source_type": "local",
                 "source": json.dumps({"uri": where})}
     name = str(cfg.get("name", "data"))
-    tags = {"ablate.data": name, **{str(k): str(v) for k, v in cfg.items() if k != "name"}}
+    tags = {Tag.DATA: name, **{str(k): str(v) for k, v in cfg.items() if k != "name"}}
     return {"name": name[:_MAX_DATASET_NAME], "digest": digest, "source_type": "code",
             "source": json.dumps({"tags": tags})}

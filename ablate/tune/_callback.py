@@ -1,12 +1,12 @@
 """The single MLflow writer: a Tune callback on the driver, plus the live progress table.
 
-Exactly once: each point (metric key, step) reaches a cell's run once, however often the cell is
-interrupted. The callback keeps, per cell, the points its run holds (read from MLflow when a run is
-reused, then everything it logs) and drops a point it already has: a resumed or retried cell reports
-again the steps between its checkpoint and where it stopped, and first replays its checkpoint's
-history, which restores points a killed driver never wrote. Summary metrics land once, at the cell's
-last step. A trial whose worker died is retried by Ray Tune (``FailureConfig``); ``on_trial_recover``
-counts the attempt on the same run, ``on_trial_error`` records the failure once retries are spent.
+The callback translates Tune's hooks into the Tracker's calls; the rules of what is written live in
+``ablate.track``. Exactly once among them: a resumed or retried cell reports again the steps between its
+checkpoint and where it stopped, and first replays its checkpoint's history, which restores points a
+killed driver never wrote; the Tracker logs of all that only the (key, step) points its run does not
+hold. Summary metrics land once, at the cell's last step. A trial whose worker died is retried by Ray
+Tune (``FailureConfig``); ``on_trial_recover`` counts the attempt on the same run, ``on_trial_error``
+records the failure once retries are spent.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ray import tune
 
 from ablate.spec import CellSpec
 from ablate.status import CellStatus
+from ablate.track import Tag
 from ablate.train import CHECKPOINT_FILE
 
 from ._failure import Failure, of_ray_error, oom_reason, ray_error_detail
@@ -64,7 +65,6 @@ class SweepCallback(tune.Callback):
         self.runs: dict[str, str] = {}  # cell id -> run id
         self.rows: dict[str, dict[str, Any]] = {}
         self.ended: set[str] = set()
-        self.points: dict[str, dict[str, set[int]]] = {}  # cell id -> {key: steps} its run holds
         self.traces: dict[str, dict[int, dict[str, float]]] = {}  # cell id -> {step: feat/* values}
         self.failures: dict[str, Failure] = {}  # cell id -> why it failed
         self.max_retries = max_retries
@@ -100,7 +100,7 @@ class SweepCallback(tune.Callback):
         cell_id = self._cell_id(trial)
         run_id = self._ensure_run(cell_id)
         if WARNING in result:  # e.g. an unreadable checkpoint the cell restarted without
-            self.tracker.set_tags(run_id, {"ablate.warning": str(result[WARNING])[:5000]})
+            self.tracker.set_tags(run_id, {Tag.WARNING: str(result[WARNING])[:5000]})
             self.progress.note(self.stream, f"cell {cell_id}: warning: {result[WARNING]}")
             return
         if REPLAY in result:
@@ -122,8 +122,8 @@ class SweepCallback(tune.Callback):
         err = _trial_error(trial)
         failure = of_ray_error(err)
         detail = ray_error_detail(err)
-        self.tracker.new_attempt(run_id, {"ablate.failure": failure.value,
-                                          "ablate.reason": f"{failure}: {detail}; retried from its last checkpoint"})
+        self.tracker.new_attempt(run_id, {Tag.FAILURE: failure.value,
+                                          Tag.REASON: f"{failure}: {detail}; retried from its last checkpoint"})
         retry = int(getattr(trial, "num_failures", 1))  # this sweep's retries (an attempt may be a resume)
         self.rows[cell_id]["note"] = f"retry {retry}/{self.max_retries}"
         self.progress.note(self.stream, f"cell {cell_id}: {detail} ({failure}); retry {retry} of "
@@ -157,13 +157,9 @@ class SweepCallback(tune.Callback):
 
     # helpers --------------------------------------------------------------------------------
     def _log(self, cell_id: str, run_id: str, step: int, metrics: dict[str, float]) -> None:
-        """Log the points of ``metrics`` at ``step`` its run does not hold yet; update the live row."""
-        have = self._points(cell_id, run_id)
-        new = {k: v for k, v in metrics.items() if step not in have.get(k, ())}
-        for key in new:
-            have.setdefault(key, set()).add(step)
-        if new:
-            self.tracker.log(run_id, new, step)
+        """Log ``metrics`` at ``step`` (the points its run holds already are not logged again); update the
+        live row."""
+        self.tracker.log(run_id, metrics, step)
         row = self.rows[cell_id]
         row["step"] = step
         if "val/psnr" in metrics:
@@ -225,33 +221,20 @@ class SweepCallback(tune.Callback):
             row["psnr"] = summary["final/psnr"]
         self.cell_seconds[cell_id] = time.perf_counter() - row["t0"]
         self._log_artifacts(cell_id, run_id)
-        self._log_summary(cell_id, run_id, summary)
+        self._log_summary(run_id, summary)
         # a finished (or diverged) cell clears what an earlier attempt's failure recorded
         self.tracker.end_cell(run_id, status, reason,
                               failure=failure.value if failure is not None else "" if status.done else None)
-        self.points.pop(cell_id, None)
         if reason and status is not CellStatus.FINISHED:
             self.progress.note(self.stream, f"cell {cell_id} {status}: {reason}")
         if len(self.ended) < len(self.rows):  # close() prints the last table
             self.print_table(force=True)
 
-    def _log_summary(self, cell_id: str, run_id: str, summary: dict[str, float]) -> None:
+    def _log_summary(self, run_id: str, summary: dict[str, float]) -> None:
         """Summary metrics at the run's last step (MLflow shows a key's value at its highest step), each
         once: a summary an earlier driver logged before it died is not logged again."""
-        if not summary:
-            return
-        have = self._points(cell_id, run_id)
-        last = max((max(steps) for steps in have.values() if steps), default=0)
-        new = {k: v for k, v in summary.items() if last not in have.get(k, ())}
-        if new:
-            self.tracker.log(run_id, new, last)
-
-    def _points(self, cell_id: str, run_id: str) -> dict[str, set[int]]:
-        """{key: steps} the cell's run holds: read from MLflow once (a reused run, an interrupted cell,
-        already holds points, which are never logged again), then kept up to date by ``_log``."""
-        if cell_id not in self.points:
-            self.points[cell_id] = self.tracker.points(run_id)
-        return self.points[cell_id]
+        if summary:
+            self.tracker.log(run_id, summary, self.tracker.last_step(run_id))
 
     def _log_artifacts(self, cell_id: str, run_id: str) -> None:
         with self.store.local_copy(cell_id) as ckpt:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError
 from ablate.naming import safe_name
 from ablate.status import CellStatus
+from ablate.track import State, Tag
 
 from ._setup import (
     Setup,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from ._callback import SweepCallback
 
-_TAGS = {"ablate.search": "optuna"}
+_TAGS = {Tag.SEARCH: "optuna"}
 
 
 @dataclass
@@ -113,15 +114,15 @@ def run_search(spec: ExperimentSpec, opts: SweepOptions | None = None) -> Search
     callback = SweepCallback(setup.tracker, parent, {c.id: c.to_config() for c in setup.cells}, setup.store,
                              stream=setup.stream, tags=_TAGS, max_retries=max_retries(spec, opts))
     callback.expected = len(setup.cells) * _need_search(spec).num_samples
-    status = "FINISHED"  # the search run's MLflow state
+    status = State.FINISHED  # the search run's MLflow state
     try:
         _fit(spec, opts, setup, studies, callback, summary)
-        if status == "FINISHED" and CellStatus.KILLED in callback.statuses().values():
-            status = "KILLED"  # Ray Tune turns Ctrl-C into a graceful stop, not an exception
+        if status == State.FINISHED and CellStatus.KILLED in callback.statuses().values():
+            status = State.KILLED  # Ray Tune turns Ctrl-C into a graceful stop, not an exception
     except KeyboardInterrupt:
-        status = "KILLED"
+        status = State.KILLED
     except BaseException:
-        status = "FAILED"
+        status = State.FAILED
         raise
     finally:
         callback.close()
@@ -129,7 +130,7 @@ def run_search(spec: ExperimentSpec, opts: SweepOptions | None = None) -> Search
         summary.failures = {cid: f.value for cid, f in callback.failures.items()}
         summary.cell_s = dict(callback.cell_seconds)
         summary.log_file = setup.log_file if setup.log_file.exists() else None
-        if status == "FINISHED":
+        if status == State.FINISHED:
             _conclude(spec, setup, studies, summary)
         setup.tracker.end_sweep(parent, status)
         summary.mlflow_s = setup.tracker.log_time
@@ -198,7 +199,7 @@ def _conclude(spec: ExperimentSpec, setup: Setup, studies: VariantStudies, summa
             continue
         summary.best[vid] = best
         setup.stream.write(f"best for {v.label} ({vid}): {srch.metric} = {best[1]:.4g}  {best[0]}\n")
-        setup.tracker.set_tags(summary.parent_run_id, {f"ablate.best.{vid}": str(best[0])[:4000]})
+        setup.tracker.set_tags(summary.parent_run_id, {f"{Tag.BEST}{vid}": str(best[0])[:4000]})
     if studies.finished() and len(summary.best) == len(studies.variants):
         path = setup.state_dir / f"{safe_name(spec.name, 'search')}-confirm.yaml"
         write_confirm(spec, setup.cells, {vid: b[0] for vid, b in summary.best.items()}, path)

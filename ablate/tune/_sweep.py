@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ablate.errors import AblateError
 from ablate.naming import safe_name
 from ablate.status import CellStatus
+from ablate.track import State
 
 from ._setup import (
     Setup,
@@ -53,17 +54,17 @@ def run_sweep(spec: ExperimentSpec, opts: SweepOptions | None = None) -> SweepSu
     if opts.force:
         for c in setup.cells:
             setup.store.delete(c.id)
-    status = "FINISHED"  # the sweep run's MLflow state
+    status = State.FINISHED  # the sweep run's MLflow state
     callback = None
     try:
         callback = SweepCallback(tracker, parent, {c.id: c.to_config() for c in todo}, setup.store,
                                  stream=setup.stream, max_retries=max_retries(spec, opts))
         _fit(spec, opts, setup, todo, callback)
     except KeyboardInterrupt:
-        status = "KILLED"
+        status = State.KILLED
         setup.stream.write("interrupted: running cells are recorded as killed; `ablate resume` continues them\n")
     except BaseException:
-        status = "FAILED"
+        status = State.FAILED
         raise
     finally:
         _finish(spec, opts, setup, summary, callback, status)
@@ -128,13 +129,13 @@ def _finish(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, summary: Swe
         summary.failures = {cid: f.value for cid, f in callback.failures.items()}
         summary.log_file = setup.log_file if setup.log_file.exists() else None
         summary.cell_s = dict(callback.cell_seconds)
-        if status == "FINISHED" and CellStatus.KILLED in summary.statuses.values():
-            status = "KILLED"  # Ray Tune turns Ctrl-C into a graceful stop, not an exception
+        if status == State.FINISHED and CellStatus.KILLED in summary.statuses.values():
+            status = State.KILLED  # Ray Tune turns Ctrl-C into a graceful stop, not an exception
             setup.stream.write("interrupted: unfinished cells are recorded as killed; `ablate resume` continues "
                                "them from their last checkpoint\n")
     for cid in summary.skipped:
         summary.statuses.setdefault(cid, CellStatus.FINISHED)
-    if opts.dashboard and status in ("FINISHED", "KILLED"):
+    if opts.dashboard and status in (State.FINISHED, State.KILLED):
         summary.dashboard = _dashboard(setup.tracker, summary.parent_run_id, spec.name, setup.state_dir)
     setup.tracker.end_sweep(summary.parent_run_id, status)
     summary.mlflow_s = setup.tracker.log_time

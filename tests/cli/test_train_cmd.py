@@ -2,14 +2,23 @@
 
     .venv/bin/python -m pytest tests/cli/test_train_cmd.py
 
-No Ray here: the command trains in the calling process, so CliRunner sees everything it prints.
+No Ray here: the command trains in the calling process, so CliRunner sees everything it prints. The last
+two tests run `ablate train --tracking-uri` as the user does, in processes of their own that get a real
+SIGINT (Ctrl-C): a run interrupted twice and run again holds each (key, step) once; a second `ablate
+train` of the experiment is refused while the first lives.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -25,6 +34,10 @@ train: {steps: 20, batch_size: 2, patch_size: 16, val_size: 32, eval_every: 10, 
 probes: {every: 5, patch_size: 16}
 """
 SINGLE = f"name: train-one\nnorm: token_ln\n{CELL}"
+ROOT = Path(__file__).resolve().parents[2]
+# the `ablate` console script, with Ctrl-C's default Python handler whatever the test runner ignores
+LAUNCH = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "from ablate.cli import main; main(sys.argv[1:], prog_name='ablate')")
 PAIR = f"name: train-pair\ngrid: {{norm: [token_ln, global_ln]}}\n{CELL}"
 
 
@@ -160,3 +173,132 @@ def test_train_cell_that_raises_does_not_leave_a_running_run(tmp_path: Path,
     assert runs and all(r.info.status != "RUNNING" for r in runs), [r.info.status for r in runs]
     child = next(r for r in runs if "ablate.cell" in r.data.tags)
     assert child.data.tags["ablate.status"] == "failed" and "truncated" in child.data.tags["ablate.reason"]
+
+
+# as the user runs it, in a process of its own -----------------------------------------------------
+class Driver:
+    """``ablate train ARGS`` in a subprocess; its output read line by line (a line per validation)."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "ABLATE_STATE_DIR")}
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        self.proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "train", *args], cwd=cwd, env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+
+    def wait_for(self, text: str) -> None:
+        """Read its output until a line holds ``text``."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no line with {text!r}; it printed:\n{''.join(self.lines)}")
+
+    def interrupt(self) -> int:
+        """Ctrl-C; the rest of its output; its exit status."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.finish()
+
+    def finish(self) -> int:
+        out, _ = self.proc.communicate(timeout=300)
+        self.lines.append(out)
+        return self.proc.returncode
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def drivers() -> Iterator[list[Driver]]:
+    """The drivers a test starts; any still running at its end is killed."""
+    started: list[Driver] = []
+    yield started
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+class _Points:
+    """Records the (key, step) points a cell reports: what its MLflow run must hold."""
+
+    def __init__(self) -> None:
+        self.points: set[tuple[str, int]] = set()
+
+    def report(self, step: int, metrics: dict[str, float], traces: Any = None, checkpoint: Any = None) -> None:
+        from ablate.train import flatten_traces
+
+        self.points |= {(key, step) for key in {**metrics, **flatten_traces(traces)}}
+
+
+@pytest.mark.slow
+def test_train_interrupted_twice_then_run_again_logs_every_point_once(tmp_path: Path, request: pytest.FixtureRequest,
+                                                                      drivers: list[Driver]) -> None:
+    """Ctrl-C after the first report, again after the third on a rerun (which reuses the run and starts over
+    from step 0: `ablate train` keeps no checkpoint), then a rerun to the end: the run holds every point of
+    an uninterrupted run of the cell, each once, and the summary at the last step."""
+    from mlflow import MlflowClient
+
+    from ablate.train import run_cell
+
+    (tmp_path / "one.yaml").write_text(SINGLE.replace("eval_every: 10", "eval_every: 5"))  # a line per report
+    uri = _store(request, tmp_path)
+    args = ("one.yaml", "--tracking-uri", uri, "--state-dir", str(tmp_path / "state"))
+    for stop in ("5/20", "15/20"):
+        driver = Driver(tmp_path, *args)
+        drivers.append(driver)
+        driver.wait_for(stop)
+        assert driver.interrupt() == 130, driver.output
+        assert driver.output.rstrip().endswith("interrupted"), driver.output
+    last = Driver(tmp_path, *args)
+    drivers.append(last)
+    assert last.finish() == 0, last.output
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("train-one").experiment_id])
+    sweeps = sorted((r for r in runs if r.data.tags.get("ablate.sweep") == "1"), key=lambda r: r.info.start_time)
+    assert [r.info.status for r in sweeps] == ["KILLED", "KILLED", "FINISHED"]
+    (cell_run,) = [r for r in runs if "ablate.cell" in r.data.tags]  # one run, reused by every attempt
+    assert cell_run.data.tags["ablate.attempt"] == "3" and cell_run.data.tags["ablate.status"] == "finished"
+    held: dict[tuple[str, int], int] = {}
+    for key in cell_run.data.metrics:
+        for m in client.get_metric_history(cell_run.info.run_id, key):
+            held[(key, m.step)] = held.get((key, m.step), 0) + 1
+    twice = sorted(p for p, n in held.items() if n > 1)
+    assert twice == [], f"{len(twice)} points logged more than once, e.g. {twice[:5]}"
+
+    reference = _Points()  # the same cell, uninterrupted, in this process
+    summary = run_cell(expand(load_experiment(tmp_path / "one.yaml"))[0], reference).summary
+    expected = reference.points | {(key, 20) for key, value in summary.items() if value is not None}
+    assert sorted(set(held) ^ expected) == []  # none missing, none extra
+    assert {step for _, step in expected} == {0, 5, 10, 15, 20}
+
+
+def test_a_second_train_of_the_experiment_is_refused_while_the_first_lives(
+        tmp_path: Path, request: pytest.FixtureRequest, drivers: list[Driver]) -> None:
+    from ablate.track import RunStore, Tracker
+
+    (tmp_path / "one.yaml").write_text(SINGLE.replace("steps: 20", "steps: 2000").replace("eval_every: 10",
+                                                                                         "eval_every: 2"))
+    uri = _store(request, tmp_path)
+    args = ("one.yaml", "--tracking-uri", uri, "--state-dir", str(tmp_path / "state"))
+    first = Driver(tmp_path, *args)
+    drivers.append(first)
+    first.wait_for("2/2000")  # training: its claim is held
+    before = {r["run_id"]: r["status"] for r in RunStore(uri).runs("train-one", kind="all")}
+
+    second = _train(*args)
+    assert second.exit_code == 2 and "Traceback" not in second.output, second.output
+    line = second.output.strip().splitlines()[-1]
+    assert line.startswith("error: experiment 'train-one' is being run by another driver (host "), line
+    assert f"pid {first.proc.pid}, since " in line and line.endswith("then run `ablate train` again"), line
+    assert {r["run_id"]: r["status"] for r in RunStore(uri).runs("train-one", kind="all")} == before  # untouched
+
+    assert first.interrupt() == 130, first.output
+    # Ctrl-C released the claim: the first's runs ended as killed by it, not by the next driver
+    assert Tracker(uri, tmp_path / "state").claim("train-one") == []
+    runs = RunStore(uri).runs("train-one", kind="all")
+    assert sorted(r["status"] for r in runs) == ["killed", "killed"]
+    assert all(not r["reason"].startswith("driver gone") for r in runs), runs

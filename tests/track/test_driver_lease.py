@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from ablate.errors import AblateError
-from ablate.track import Lease, RunStore, Tracker, lease_tags
+from ablate.track import Lease, RunStore, Tag, Tracker, lease_tags
 
-HOST, PID, HEARTBEAT = "ablate.driver.host", "ablate.driver.pid", "ablate.driver.heartbeat"
+HOST, PID, HEARTBEAT = Tag.DRIVER_HOST, Tag.DRIVER_PID, Tag.DRIVER_HEARTBEAT
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_heartbeat_beats_until_end_sweep(tracker: Tracker, fast_beat: float) -> 
     while tracker.client.get_run(parent).data.tags[HEARTBEAT] == first:
         assert time.monotonic() < deadline, "the heartbeat tag was never rewritten"
         time.sleep(0.1)
-    thread = tracker._heartbeat._thread if tracker._heartbeat else None
+    thread = tracker.claims.heartbeat._thread if tracker.claims.heartbeat else None
     tracker.end_sweep(parent, "finished")
     assert thread is not None and not thread.is_alive()
     last = tracker.client.get_run(parent).data.tags[HEARTBEAT]
@@ -108,7 +108,7 @@ def test_a_driver_that_slipped_in_first_wins(tracker: Tracker, other: Tracker, f
         other.start_sweep("race", "h", "", [], driver=True)
     sweeps = RunStore(tracker.tracking_uri).runs("race", kind="sweeps")
     assert [s["run_id"] for s in sweeps] == [first]  # the loser's run is deleted
-    assert other._heartbeat is None and tracker._heartbeat is not None
+    assert other.claims.heartbeat is None and tracker.claims.heartbeat is not None
     tracker.end_sweep(first, "finished")
 
 
@@ -154,7 +154,7 @@ def test_a_lease_that_stopped_beating_on_another_host_is_stale(tracker: Tracker)
 
 
 def test_sweeps_without_a_lease_are_left_alone(tracker: Tracker) -> None:
-    """`ablate train --tracking-uri` starts sweep runs without a lease: neither stale nor blocking."""
+    """Sweep runs without a lease (an ablate before leases, a run made by hand): neither stale nor blocking."""
     parent = tracker.start_sweep("plain", "h", "", [], tags={"ablate.mode": "train"})
     assert tracker.claim("plain") == []
     assert tracker.client.get_run(parent).info.status == "RUNNING"

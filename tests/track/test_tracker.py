@@ -87,7 +87,7 @@ def test_metrics_are_buffered_and_sent_in_batches_of_at_most_1000(tracker: Track
     parent = tracker.start_sweep("batches", "h", "", [])
     rid = tracker.start_cell(parent, "cell-b", "b", {}, {})
     sizes = _spy_batches(tracker, monkeypatch)
-    tracker.flush_every = 10_000
+    tracker.buffer.flush_every = 10_000
     keys = [f"feat/g{i // 10}.b{i % 10}/msq" for i in range(50)]
     for step in range(50):
         tracker.log(rid, {k: step + j / 100 for j, k in enumerate(keys)}, step)
@@ -104,7 +104,7 @@ def test_auto_flush_when_the_buffer_fills(tracker: Tracker, monkeypatch: pytest.
     parent = tracker.start_sweep("autoflush", "h", "", [])
     rid = tracker.start_cell(parent, "cell-c", "c", {}, {})
     sizes = _spy_batches(tracker, monkeypatch)
-    tracker.flush_every = 30
+    tracker.buffer.flush_every = 30
     for step in range(20):
         tracker.log(rid, {"train/loss": 1.0 / (step + 1), "val/psnr": 30.0 + step, "x": None}, step)
     assert sizes == [30]  # flushed once at 30 buffered metrics; None values are skipped
@@ -117,7 +117,7 @@ def test_a_metric_waits_at_most_flush_s_in_the_buffer(tracker: Tracker, monkeypa
     parent = tracker.start_sweep("aged", "h", "", [])
     rid = tracker.start_cell(parent, "cell-d", "d", {}, {})
     sizes = _spy_batches(tracker, monkeypatch)
-    tracker.flush_s = 0.5
+    tracker.buffer.flush_s = 0.5
     tracker.log(rid, {"train/loss": 1.0}, 1)
     assert sizes == []
     time.sleep(0.6)
@@ -133,8 +133,8 @@ def test_buffered_metrics_are_written_once_they_are_flush_s_old(tracker: Tracker
     rid = tracker.start_cell(parent, "cell-t", "t", {}, {})
     sizes = _spy_batches(tracker, monkeypatch)
     clock = [100.0]
-    monkeypatch.setattr("ablate.track._tracker.time.monotonic", lambda: clock[0])
-    tracker.flush_s = 5.0
+    monkeypatch.setattr(tracker.buffer, "_clock", lambda: clock[0])
+    tracker.buffer.flush_s = 5.0
     tracker.log(rid, {"train/loss": 0.5}, 5)
     clock[0] += 4.9
     tracker.log(rid, {"train/loss": 0.4}, 10)
@@ -197,7 +197,7 @@ def test_resume_reuses_the_unfinished_run_and_finished_cells(tracker: Tracker) -
     p1 = tracker.start_sweep("resume", "h", "", [])
     params = {"norm": "token_ln", "seed": 0}
     r1 = tracker.start_cell(p1, "cell-r", "r", params, {"ablate.norm": "token_ln"})
-    tracker.log(r1, {"train/loss": 0.5, "final/psnr": 20.0}, 80)
+    tracker.log(r1, {"train/loss": 0.5, "final/psnr": 20.0}, 80)  # its driver logged a summary, then died
     tracker.end_cell(r1, "killed", "interrupted")
     d1 = tracker.start_cell(p1, "cell-d", "d", params, {})
     tracker.end_cell(d1, "diverged", "msq > 1e12")
@@ -214,8 +214,14 @@ def test_resume_reuses_the_unfinished_run_and_finished_cells(tracker: Tracker) -
     assert run.data.tags["mlflow.parentRunId"] == p2 and run.data.tags["ablate.previous_parent"] == p1
     assert run.data.params["new"] == "1" and run.data.params["seed"] == "0"
     tracker.log(r2, {"train/loss": 0.4}, 60)  # resumed from an earlier checkpoint than step 80
-    tracker.end_cell(r2, "finished", summary={"final/psnr": 33.0})
-    assert tracker.client.get_run(r2).data.metrics["final/psnr"] == 33.0  # not hidden by the step-80 value
+    tracker.log(r2, {"train/loss": 0.3}, 80)  # held already: not logged again
+    tracker.end_cell(r2, "finished", summary={"final/psnr": 33.0, "final/ssim": 0.9})
+    # the summary lands at the highest step the run reached (MLflow's latest value is the one there), once:
+    # the summary the earlier attempt logged stays
+    assert [(m.step, m.value) for m in tracker.client.get_metric_history(r2, "final/ssim")] == [(80, 0.9)]
+    assert [(m.step, m.value) for m in tracker.client.get_metric_history(r2, "final/psnr")] == [(80, 20.0)]
+    assert sorted((m.step, m.value) for m in tracker.client.get_metric_history(r2, "train/loss")) == [(60, 0.4),
+                                                                                                      (80, 0.5)]
     assert tracker.finished_cells("resume") == {"cell-d": d1, "cell-r": r1}
     r3 = tracker.start_cell(p2, "cell-r", "r", params, {})  # finished: a forced rerun gets a new run
     assert r3 != r1
@@ -232,7 +238,7 @@ def test_cell_runs_and_both_readers_agree(tracker: Tracker) -> None:
         for step in range(0, 30, 3):
             tracker.log(rid, {"val/psnr": 30 + step / 10, "feat/g0.b0/msq": 2.0 ** step,
                               "feat/g0.b0/entropy": 3.0 - step / 100}, step)
-        tracker.log(rid, {"val/psnr": 99.0}, 9)  # a resumed cell re-logs step 9: the later value wins
+        tracker.log(rid, {"val/psnr": 99.0}, 9, again=True)  # step 9 logged twice: the later value wins
         tracker.log(rid, {"feat/g0.b0/msq": math.inf if status == "diverged" else 1.0}, 30)
         tracker.end_cell(rid, status, "", {"final/psnr": 32.0 + i})
         ids.append(rid)

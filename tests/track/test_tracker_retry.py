@@ -61,7 +61,7 @@ def test_which_failures_are_retried() -> None:
 
 
 def test_metrics_stay_buffered_while_the_store_is_down(tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> None:
-    tracker.flush_every = 5
+    tracker.buffer.flush_every = 5
     parent = tracker.start_sweep("down", "h", "", [])
     run = tracker.start_cell(parent, "c", "c", {})
     outage = Outage(tracker, monkeypatch)
@@ -72,7 +72,7 @@ def test_metrics_stay_buffered_while_the_store_is_down(tracker: Tracker, monkeyp
         slowest = max(slowest, time.perf_counter() - t0)
     assert slowest < 0.5  # log() never waits for the store
     assert outage.attempts < 5  # a failed flush backs off instead of trying at every log()
-    assert tracker._buffered == 40
+    assert len(tracker.buffer) == 40
     outage.up()
     tracker.end_cell(run, "finished", summary={"final/psnr": 30.0})
     assert _steps(tracker, run, "train/loss") == list(range(40))
@@ -100,13 +100,13 @@ def test_other_errors_and_long_outages_are_raised(tracker: Tracker, monkeypatch:
     tracker.log(run, {"train/loss": 1.0}, 1)
     with pytest.raises(MlflowException, match="INVALID_PARAMETER_VALUE"):
         tracker.flush()
-    assert outage.attempts == 1 and tracker._buffered == 1  # not retried, nothing dropped
+    assert outage.attempts == 1 and len(tracker.buffer) == 1  # not retried, nothing dropped
     outage.code = "TEMPORARILY_UNAVAILABLE"
-    tracker.retry_s = 1.5
+    tracker.retry.retry_s = 1.5
     t0 = time.perf_counter()
     with pytest.raises(MlflowException):
         tracker.flush()
-    assert 1.0 < time.perf_counter() - t0 < 10 and tracker._buffered == 1
+    assert 1.0 < time.perf_counter() - t0 < 10 and len(tracker.buffer) == 1
     outage.up()  # the fixture closes the tracker: it flushes
 
 

@@ -49,8 +49,8 @@ class FakeTracker:
 
     def log(self, run_id: str, metrics: Any, step: int) -> None: ...
 
-    def points(self, run_id: str) -> dict[str, set[int]]:
-        return {}
+    def last_step(self, run_id: str) -> int:
+        return 0
 
     def end_cell(self, run_id: str, status: str, reason: str = "", **kwargs: Any) -> None: ...
 
