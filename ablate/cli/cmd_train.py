@@ -72,8 +72,9 @@ def command(file: str, cell_id: str | None, tracking_uri: str | None, steps: int
         raise
     else:
         if tracker is not None:
-            from ablate.track import State
+            from ablate.track import State, impl_tags
 
+            tracker.set_tags(run_id, impl_tags(result.provenance))
             tracker.end_cell(run_id, result.status, result.reason, result.summary)
             tracker.end_sweep(parent, State.FINISHED)
     finally:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ._artifacts import artifact_text, download_artifact
 from ._client import seed_sqlite_store
-from ._identity import cell_run_identity, cell_run_name
+from ._identity import cell_run_identity, cell_run_name, impl_tags
 from ._lease import Heartbeat, Lease, heartbeat_interval, lease_tags
 from ._names import State, Tag
 from ._store import RunStore, latest_per_cell, spaced
@@ -49,6 +49,7 @@ __all__ = [
     "Tracker",
     "artifact_text",
     "cell_run_identity",
+    "impl_tags",
     "cell_run_name",
     "default_state_dir",
     "default_tracking_uri",

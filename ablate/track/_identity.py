@@ -39,3 +39,10 @@ def cell_run_identity(cell: CellSpec, norm_label: str,
                               data=cell.data.name)}
     tags.update(extra_tags or {})
     return cell_run_name(cell, norm_label), tags
+
+
+def impl_tags(provenance: Mapping[str, str]) -> dict[str, str]:
+    """A cell's ``Trainer.provenance()`` as run tags (``ablate.impl.attention: fused``, …): how the run was
+    computed — attention path, norm kernel, compile, precision, optimizer, where batches were degraded —
+    which the cell id leaves out, since every path computes the same math within float rounding."""
+    return {f"{Tag.IMPL}{key}": str(value)[:250] for key, value in provenance.items()}

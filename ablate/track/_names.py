@@ -6,7 +6,7 @@
     f"{Tag.EVAL}{set_name}"                      # a prefix: ablate.eval.<set>
     tracker.end_sweep(parent, State.KILLED)
 
-docs/mlflow.md lists each of them (and tests/track/test_names.py checks that it lists exactly these);
+docs/mlflow.md lists each of them (and tests/track/test_tag_names.py checks that it lists exactly these);
 MLflow keeps its own the same way (``mlflow.utils.mlflow_tags``). A name ending in ``.`` is a prefix:
 the tag is the prefix plus a key (a set, a base cell, a component kind). Values of ``ablate.status``
 are :class:`ablate.status.CellStatus`; a cell status maps to its run state with ``mlflow_state``.
@@ -49,6 +49,7 @@ class Tag:
     ATTEMPT: Final = "ablate.attempt"
     PREVIOUS_PARENT: Final = "ablate.previous_parent"
     EVAL: Final = "ablate.eval."  # + test set: how `ablate eval` scored it (JSON)
+    IMPL: Final = "ablate.impl."  # + a key of Trainer.provenance(): how the cell was computed (not in its id)
     SYNTHETIC: Final = "ablate.synthetic"  # "1": logged by ablate.testing.synthetic, not trained
     # MLflow's own tags, as ablate sets them
     PARENT_RUN: Final = "mlflow.parentRunId"

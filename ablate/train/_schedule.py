@@ -6,7 +6,7 @@ from collections.abc import Callable
 from ablate.errors import SpecError
 from ablate.spec import ScheduleSpec
 
-# train.schedule.name values lr_lambda computes; the spec accepts exactly these (tests/train/test_names.py)
+# train.schedule.name values lr_lambda computes; the spec accepts exactly these (tests/train/test_spec_names_match_trainer.py)
 SCHEDULES = ("constant", "multistep", "cosine")
 
 

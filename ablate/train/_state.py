@@ -23,7 +23,7 @@ from ablate.spec import CellSpec
 from ._reporter import Trace
 from ._schedule import lr_lambda
 
-# train.optimizer.name -> its class; the spec accepts exactly these names (tests/train/test_names.py)
+# train.optimizer.name -> its class; the spec accepts exactly these names (tests/train/test_spec_names_match_trainer.py)
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 # How one checkpoint key is read from a TrainState and put back into one.

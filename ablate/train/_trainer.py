@@ -46,6 +46,7 @@ class CellResult:
     summary: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: Path | None = None
+    provenance: dict[str, str] = field(default_factory=dict)  # Trainer.provenance(): how it was computed
 
 
 class Diverged(Exception):
@@ -56,7 +57,7 @@ def _charbonnier(pred: Tensor, gt: Tensor) -> Tensor:
     return torch.sqrt((pred - gt) ** 2 + 1e-6).mean()  # eps 1e-3
 
 
-# train.loss -> the data loss; the spec accepts exactly these names (tests/train/test_names.py)
+# train.loss -> the data loss; the spec accepts exactly these names (tests/train/test_spec_names_match_trainer.py)
 LOSSES: dict[str, Any] = {"l1": F.l1_loss, "charbonnier": _charbonnier, "mse": F.mse_loss}
 
 
@@ -185,7 +186,8 @@ class Trainer:
         ckpt = self.save() if status is CellStatus.FINISHED else None
         if ckpt is not None:
             save_samples(self.state.eval_model, self.cell, self.device, ckpt / "samples.png")
-        return CellResult(status, reason, self.state.step, summary, self.state.history, ckpt)
+        return CellResult(status, reason, self.state.step, summary, self.state.history, ckpt,
+                          self.provenance())
 
     def _loop(self) -> None:
         if self._probe is not None and self.state.step == 0:  # the untrained state: the trace's step 0

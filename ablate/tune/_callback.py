@@ -21,12 +21,12 @@ from ray import tune
 
 from ablate.spec import CellSpec
 from ablate.status import CellStatus
-from ablate.track import Tag
+from ablate.track import Tag, impl_tags
 from ablate.train import CHECKPOINT_FILE
 
 from ._failure import Failure, of_ray_error, oom_reason, ray_error_detail
 from ._progress import ProgressDisplay, progress_lines
-from ._trial import FAILURE, FINAL, REASON, REPLAY, STATUS, STEP, TRACEBACK, WARNING
+from ._trial import FAILURE, FINAL, IMPL, REASON, REPLAY, STATUS, STEP, TRACEBACK, WARNING
 
 if TYPE_CHECKING:
     from ablate.track import Tracker
@@ -176,6 +176,8 @@ class SweepCallback(tune.Callback):
         summary.update({k: float(result[k]) for k in _SUMMARY_EXTRA if isinstance(result.get(k), (int, float))})
         if result.get(TRACEBACK):
             self.tracker.log_text(run_id, str(result[TRACEBACK]), "errors/traceback.txt")
+        if result.get(IMPL):
+            self.tracker.set_tags(run_id, impl_tags(result[IMPL]))
         failure = Failure(result[FAILURE]) if status is CellStatus.FAILED and result.get(FAILURE) else None
         self._end(cell_id, status, str(result.get(REASON, "")), summary, failure)
 

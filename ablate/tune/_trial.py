@@ -28,6 +28,7 @@ STEP, STATUS, REASON, FINAL, CELL = "ablate/step", "ablate/status", "ablate/reas
 REPLAY = "ablate/replay"  # the checkpoint's history: [{"step": s, <metric>: v, …}, …]
 FAILURE, TRACEBACK = "ablate/failure", "ablate/traceback"  # why a cell failed, and where (final result)
 WARNING = "ablate/warning"  # something the user should know that did not stop the cell (its own result)
+IMPL = "ablate/impl"  # the final result's Trainer.provenance(): kernels, precision, optimizer (run tags)
 
 
 class RayReporter:
@@ -94,6 +95,7 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], checkpo
     os.environ.pop("MLFLOW_RUN_ID", None)
     torch.set_num_threads(max(1, threads))
     status, reason, summary, failure, trace = CellStatus.FAILED, "", {}, "", ""
+    provenance: dict[str, str] = {}
     cell_id = config.get("cell_id", "?")
     spec = None
     try:
@@ -110,12 +112,13 @@ def cell_trial(config: dict[str, Any], cells: dict[str, dict[str, Any]], checkpo
         if result.checkpoint is not None:  # the final checkpoint and samples: stored before the final report
             checkpoints.commit(cell_id, result.checkpoint, result.step, final=True)
         status, reason, summary = CellStatus(result.status), result.reason, result.summary
+        provenance = result.provenance
     except Exception as err:  # the cell is recorded as failed; the sweep goes on
         failed_as, reason = in_trial(err, spec)
         failure, trace = failed_as.value, "".join(traceback.format_exception(err))
     # the status travels as its plain string: results cross process boundaries and Ray may serialize them
     final = {STEP: int(summary.get("steps", 0)), CELL: cell_id, FINAL: 1, STATUS: status.value,
-             REASON: reason[:2000], FAILURE: failure, TRACEBACK: trace, **summary}
+             REASON: reason[:2000], FAILURE: failure, TRACEBACK: trace, IMPL: provenance, **summary}
     if "final/psnr" in summary:  # searchers and schedulers read the last result's val/psnr
         final["val/psnr"], final["val/ssim"] = summary["final/psnr"], summary["final/ssim"]
     tune.report(final)

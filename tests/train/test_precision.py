@@ -59,6 +59,10 @@ def test_the_training_step_runs_under_the_cells_tf32_and_validation_in_float32(t
 
 
 def test_provenance_on_the_cpu():
-    assert Trainer(tiny_cell()).provenance() == {"precision": "fp32", "optimizer_impl": "foreach",
-                                                 "degrade_on": "cpu"}
+    got = Trainer(tiny_cell()).provenance()
+    assert {k: got[k] for k in ("precision", "optimizer_impl", "degrade_on", "attention", "compile",
+                                "deterministic")} == {
+        "precision": "fp32", "optimizer_impl": "foreach", "degrade_on": "cpu", "attention": "math",
+        "compile": "off", "deterministic": "off"}
+    assert got["norm"]  # the normalizer's kernel description
     assert Trainer(tiny_cell(**{"train.amp": "bf16", "train.tf32": True})).provenance()["precision"] == "bf16"

@@ -1,6 +1,6 @@
 """Tag names and run states: constants in one module (``ablate/track/_names.py``), listed in docs/mlflow.md.
 
-    .venv/bin/python -m pytest tests/track/test_names.py
+    .venv/bin/python -m pytest tests/track/test_tag_names.py
 
 docs/mlflow.md names a tag in the first column of a table row (``| `ablate.cell` | the cell id |``) or
 next to the word "tag" (``context tag `mlflow.data.context` ``); a run state as a bare upper-case word
@@ -85,7 +85,7 @@ def test_constants_are_unique_and_prefixes_end_with_a_dot() -> None:
     for value in values:
         assert re.fullmatch(r"(ablate|mlflow)\.[A-Za-z_][\w.]*", value), value
     prefixes = [v for v in values if v.endswith(".")]
-    assert sorted(prefixes) == sorted([Tag.BEST, Tag.EVAL, Tag.SOURCE])
+    assert sorted(prefixes) == sorted([Tag.BEST, Tag.EVAL, Tag.IMPL, Tag.SOURCE])
     for prefix in prefixes:  # a prefix is no other tag's beginning, so a reader can tell them apart
         assert [v for v in values if v.startswith(prefix)] == [prefix]
 

@@ -1,7 +1,7 @@
 """``train.loss``, ``train.optimizer.name`` and ``train.schedule.name``: the spec accepts exactly the names
 the trainer builds, and any other name is a one-line error, never a silent default.
 
-    .venv/bin/python -m pytest tests/train/test_names.py
+    .venv/bin/python -m pytest tests/train/test_spec_names_match_trainer.py
 """
 
 from __future__ import annotations
