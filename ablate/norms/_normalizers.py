@@ -1,7 +1,8 @@
 """The built-in normalizers. Each works on a (B, L, C) map of full images (L = H·W).
 
 How they compute (each class's ``kernel`` names it): on torch's fused normalization kernels
-(``layer_norm``, ``group_norm``, ``batch_norm``) *without* their affine, then ``y * γ + β``.
+(``layer_norm``, ``group_norm``, ``batch_norm``); layer_norm *without* its affine, then ``y * γ + β``
+(with rescale, inside the small node that also returns σ with its gradient, ``_LayerNormSigma``).
 Why without: PyTorch's CUDA γ/β-gradient kernel of layer_norm is pathological for small C at
 ≤ 65,536 rows (2 thread blocks for C = 60, 210 µs per call on an H200), while a multiply-add's
 backward is two plain reductions. And why ``y * γ + β`` rather than ``addcmul(β, y, γ)``: addcmul's
@@ -48,31 +49,38 @@ def _out(y: Tensor, sigma: Tensor | None, like: Tensor) -> tuple[Tensor, Tensor 
 
 
 class _LayerNormSigma(torch.autograd.Function):
-    """LayerNorm without affine over the trailing dims ``shape``, returning ``(x̂, σ)`` with σ's gradient.
+    """``(γ ⊙ x̂ + β, σ)``: LayerNorm over the trailing dims ``shape`` of a (B, L, C) map, σ with its gradient.
 
-    ``x̂ = (x − μ) / σ`` and ``σ = sqrt(var + ε)`` over the M = prod(shape) values of each row: one
-    ``native_layer_norm`` forward (σ = 1/rstd of that same call) and one ``native_layer_norm_backward``
-    for x̂, plus one multiply-add for σ, whose gradient is ``∂σ/∂x = x̂ / M``. Why a node at all: torch's
-    layer_norm returns its statistics without a gradient, and rebuilding σ with one (var, add, sqrt
-    and their backwards) costs ~10 more operators per call than this. Rescale variants need σ live:
-    i-LN's ``x + σ · f(LN(x))`` must not detach it. Token LN uses ``shape = (C,)``, Global LN ``(L, C)``.
+    ``x̂ = (x − μ) / σ`` and ``σ = sqrt(var + ε)`` over the M = prod(shape) values of each row (token
+    LN: ``shape = (C,)``, σ (B, L, 1); Global LN: ``(L, C)``, σ (B, 1, 1)); γ, β per channel. Rescale
+    variants need σ live (i-LN's ``x + σ · f(LN(x))`` must not detach it), and torch's layer_norm
+    returns its statistics without a gradient; rebuilding σ with one (var, add, sqrt and their
+    backwards) would cost ~10 more operators per call. So this node runs torch's kernels and adds
+    only the missing terms: forward = ``native_layer_norm`` without affine (σ = 1/rstd of that call)
+    and one addcmul; backward = ``native_layer_norm_backward`` of ``g_y ⊙ γ`` (input gradient only:
+    no γ/β-gradient kernel), plus ``∂σ/∂x = x̂ / M`` times σ's gradient, ``∂γ = Σ g_y ⊙ x̂`` and
+    ``∂β = Σ g_y`` over (B, L). Applying γ, β inside the node saves the 5 operators autograd spends on
+    a separate multiply-add's backward — i-LN's margin over token LN (tests/norms/test_norm_equality.py).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, shape: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor]:
-        y, mean, rstd = torch.native_layer_norm(x, shape, None, None, eps)
-        ctx.save_for_backward(x, y, mean, rstd)
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, shape: tuple[int, ...],
+                eps: float) -> tuple[Tensor, Tensor]:
+        xhat, mean, rstd = torch.native_layer_norm(x, shape, None, None, eps)
+        ctx.save_for_backward(x, xhat, weight, mean, rstd)
         ctx.shape = shape
-        return y, rstd.reciprocal()
+        return torch.addcmul(bias, xhat, weight), rstd.reciprocal()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, gy: Tensor, gsigma: Tensor) -> tuple[Tensor, None, None]:
-        x, y, mean, rstd = ctx.saved_tensors
-        gx = torch.ops.aten.native_layer_norm_backward(gy, x, ctx.shape, mean, rstd, None, None,
+    def backward(ctx: Any, gy: Tensor, gsigma: Tensor) -> tuple[Tensor | None, ...]:
+        x, xhat, weight, mean, rstd = ctx.saved_tensors
+        gx = torch.ops.aten.native_layer_norm_backward(gy * weight, x, ctx.shape, mean, rstd, None, None,
                                                        [True, False, False])[0]
-        return torch.addcmul(gx, y, gsigma, value=1.0 / math.prod(ctx.shape)), None, None
-
+        gx.addcmul_(xhat, gsigma, value=1.0 / math.prod(ctx.shape))
+        gw = (gy * xhat).sum(dim=(0, 1)).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        gb = gy.sum(dim=(0, 1)).to(weight.dtype) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None
 
 
 def _std(x: Tensor, dim: int | tuple[int, ...], eps: float, keepdim: bool = True) -> Tensor:
@@ -85,7 +93,7 @@ class TokenLayerNorm(Normalizer):
     """Per-token LayerNorm over C (the standard transformer LN); σ per token."""
 
     sigma = "token"
-    kernel = "layer_norm(C) no affine, y*γ+β"
+    kernel = "layer_norm(C) no affine, then γ, β (rescale: + σ node)"
     PARAMS = {"eps": Param(1e-5, float, "added to the variance")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-5) -> None:
@@ -96,8 +104,8 @@ class TokenLayerNorm(Normalizer):
 
     def normalize(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.rescale:  # σ from the same layer_norm call, with its gradient
-            y, sigma = _LayerNormSigma.apply(_acc(x), (self.dim,), self.eps)
-            return _out(y * self.weight + self.bias, sigma, x)
+            y, sigma = _LayerNormSigma.apply(_acc(x), self.weight, self.bias, (self.dim,), self.eps)
+            return _out(y, sigma, x)
         y = F.layer_norm(x, (self.dim,), None, None, self.eps)
         # layer_norm's output dtype (a half model's, autocast's), as when it applied γ and β itself
         return (y * self.weight + self.bias).to(y.dtype), None
@@ -113,7 +121,7 @@ class GlobalLayerNorm(Normalizer):
     """
 
     sigma = "sample"
-    kernel = "layer_norm(L,C) no affine, y*γ+β"
+    kernel = "layer_norm(L,C) no affine, then γ, β (rescale: + σ node)"
     PARAMS = {"eps": Param(1e-4, float, "added to the variance")}
 
     def __init__(self, dim: int, *, rescale: bool = False, eps: float = 1e-4) -> None:
@@ -126,8 +134,8 @@ class GlobalLayerNorm(Normalizer):
         xs = _acc(x)
         shape = (xs.shape[1], xs.shape[2])
         if self.rescale:  # σ (B, 1, 1) from the same layer_norm call, with its gradient
-            y, sigma = _LayerNormSigma.apply(xs, shape, self.eps)
-            return _out(y * self.weight + self.bias, sigma, x)
+            y, sigma = _LayerNormSigma.apply(xs, self.weight, self.bias, shape, self.eps)
+            return _out(y, sigma, x)
         y = F.layer_norm(xs, shape, None, None, self.eps)
         return _out(y * self.weight + self.bias, None, x)
 

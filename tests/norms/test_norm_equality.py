@@ -225,10 +225,11 @@ def test_no_layer_norm_computes_its_affine_gradient(key: str, rescale: bool | No
 
 
 def test_i_ln_dispatches_few_more_operators_than_token_ln() -> None:
-    """i-LN's residual step costs token LN's plus σ: its reciprocal, its gradient (one multiply-add) and
-    the rescale σ · f(y) with its backward — 8 operators, where the hand-written node added 26."""
+    """i-LN's residual step costs token LN's plus σ (the rescale σ · f(y), σ = 1/rstd and its gradient):
+    3 aten operators more forward+backward as measured (torch 2.13), where the hand-written node added 34.
+    The issue's target is i-LN ≤ 1.10 × token LN over a whole model; this keeps the norms' share small."""
     counts = {key: len(_residual_step_ops(key, None)) for key in ("token_ln", "i_ln")}
-    assert counts["i_ln"] <= counts["token_ln"] + 8, counts
+    assert counts["i_ln"] <= counts["token_ln"] + 4, counts
 
 
 def test_every_built_in_names_its_kernel() -> None:

@@ -185,40 +185,44 @@ def test_i_ln_fixed_rescale_conflicts() -> None:
 
 # --- the σ node of the rescale variants ------------------------------------------------------------
 
-def _reference_ln(x: torch.Tensor, dims: tuple[int, ...], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The textbook formula over ``dims``, left to autograd: (x̂, σ)."""
+def _reference_ln(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dims: tuple[int, ...],
+                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The textbook formula over ``dims``, left to autograd: (γ ⊙ x̂ + β, σ)."""
     mean = x.mean(dim=dims, keepdim=True)
     var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
     sigma = torch.sqrt(var + eps)
-    return (x - mean) / sigma, sigma
+    return (x - mean) / sigma * weight + bias, sigma
 
 
 # token LN normalizes over C, Global LN over (L, C)
-SHAPES = {"token": ((5,), (-1,)), "global": ((6, 5), (1, 2))}
+KINDS = {"token": lambda x: ((x.shape[2],), (-1,)), "global": lambda x: ((x.shape[1], x.shape[2]), (1, 2))}
 
 
-@pytest.mark.parametrize("kind", sorted(SHAPES))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_layer_norm_sigma_node_passes_gradcheck(kind: str) -> None:
-    shape, _ = SHAPES[kind]
     g = torch.Generator().manual_seed(0)
     x = (3 * torch.randn(2, 6, 5, generator=g, dtype=torch.float64) + 2).requires_grad_()
-    # both outputs (x̂ and σ) get random upstream gradients, so the σ path is checked too
-    assert torch.autograd.gradcheck(lambda x: _LayerNormSigma.apply(x, shape, 1e-4), (x,))
+    weight = torch.randn(5, generator=g, dtype=torch.float64).requires_grad_()
+    bias = torch.randn(5, generator=g, dtype=torch.float64).requires_grad_()
+    shape, _ = KINDS[kind](x)
+    # both outputs (y and σ) get random upstream gradients, so the σ path is checked too
+    assert torch.autograd.gradcheck(lambda *a: _LayerNormSigma.apply(*a, shape, 1e-4), (x, weight, bias))
 
 
-@pytest.mark.parametrize("kind", sorted(SHAPES))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_layer_norm_sigma_node_matches_autograd_reference(kind: str) -> None:
-    _, dims = SHAPES[kind]
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(3, 40, 12, generator=g) * 4 - 1).requires_grad_()
-    shape = (12,) if kind == "token" else (40, 12)
+    weight = (1 + torch.randn(12, generator=g)).requires_grad_()
+    bias = torch.randn(12, generator=g).requires_grad_()
+    shape, dims = KINDS[kind](x)
     gy = torch.randn(3, 40, 12, generator=g)
     gs = torch.randn(3, 40 if kind == "token" else 1, 1, generator=g)
     outs = []
-    for fn in (lambda x: _LayerNormSigma.apply(x, shape, 1e-4), lambda x: _reference_ln(x, dims, 1e-4)):
-        y, sigma = fn(x)
-        (gx,) = torch.autograd.grad((y * gy).sum() + (sigma * gs).sum(), x)
-        outs.append((y, sigma, gx))
+    for fn in (lambda *a: _LayerNormSigma.apply(*a, shape, 1e-4), lambda *a: _reference_ln(*a, dims, 1e-4)):
+        y, sigma = fn(x, weight, bias)
+        grads = torch.autograd.grad((y * gy).sum() + (sigma * gs).sum(), (x, weight, bias))
+        outs.append((y, sigma, *grads))
     for got, want in zip(*outs):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
