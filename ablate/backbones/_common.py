@@ -259,7 +259,8 @@ def _math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float)
     """softmax(q·kᵀ·scale + mask)·v as two products (the CPU path: the CPU's fused SDPA kernel returns no
     gradient for the mask, and its math fallback adds fully-masked-row checks the bias never needs).
     The mask is added by broadcasting, never copied per batch."""
-    logits = torch.add(mask, torch.matmul(q, k.transpose(-2, -1)), alpha=scale)
+    # the shift mask is float32: a half/bf16 model's logits stay in its dtype
+    logits = torch.add(mask.to(q.dtype), torch.matmul(q, k.transpose(-2, -1)), alpha=scale)
     return torch.matmul(logits.softmax(dim=-1), v)
 
 

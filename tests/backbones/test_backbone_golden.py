@@ -51,3 +51,12 @@ def test_models_compute_what_the_previous_implementation_did(key: str, path: str
         got = _measure(family, norm)
     for value, expected in zip(got, GOLDEN[key]):
         assert value == pytest.approx(expected, rel=1e-10), (key, path, got, GOLDEN[key])
+
+
+@pytest.mark.parametrize("family", ["swinir-tiny", "hat-tiny", "drct-tiny"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_low_precision_model_evaluates_in_its_dtype(family: str, dtype: torch.dtype) -> None:
+    """``train.lowprec_eval`` copies the model to fp16/bf16: the float32 shift mask must follow its dtype."""
+    model = build_backbone(family, resolve_norm("i_ln"), scale=2).to(dtype).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 20, 20, dtype=dtype)).dtype == dtype
