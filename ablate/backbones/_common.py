@@ -54,21 +54,6 @@ def to_image(tokens: Tensor, hw: tuple[int, int]) -> Tensor:
     return tokens.transpose(1, 2).reshape(b, c, hw[0], hw[1])
 
 
-def window_partition(x: Tensor, window: int) -> Tensor:
-    """(B, H, W, C) → (B, nW, window², C), windows in row-major order."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // window, window, w // window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, (h // window) * (w // window), window * window, c)
-
-
-def window_reverse(windows: Tensor, window: int, hw: tuple[int, int]) -> Tensor:
-    """(B, nW, window², C) → (B, H, W, C), the inverse of :func:`window_partition`."""
-    b, _, _, c = windows.shape
-    h, w = hw
-    x = windows.view(b, h // window, w // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, h, w, c)
-
-
 def reflect_index(n: int, padded: int, device: torch.device, replicate: bool = False) -> Tensor:
     """Indices (``padded``,) of a side of ``n`` pixels padded at its end to ``padded`` pixels.
 
