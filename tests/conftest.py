@@ -51,7 +51,13 @@ def ray_session() -> Iterator[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that starts Ray must be marked ``slow``: ``pytest -m "not slow"`` (``make test-fast``) is
-    the inner loop, and one Ray start costs more than the rest of it."""
+    the inner loop, and one Ray start costs more than the rest of it.
+
+    Modules holding a slow test run first (otherwise in collection order): with ``-n`` (pytest-xdist,
+    ``--dist loadfile``) the long end-to-end modules start at once and the many short ones fill the
+    workers around them, instead of one long module starting last."""
+    slow_modules = {getattr(item, "module", None) for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: getattr(item, "module", None) not in slow_modules)
     unmarked = [item.nodeid for item in items
                 if "ray_session" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
     if unmarked:

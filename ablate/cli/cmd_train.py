@@ -107,10 +107,9 @@ def _claim(tracker: Any, spec: Any, cell: Any) -> str:
 
 def _start_cell(tracker: Any, parent: str, cell: Any) -> str:
     """The cell's run (a rerun of the cell continues its run: the points it holds are not logged again)."""
-    from ablate.norms import resolve_norm
     from ablate.track import cell_run_identity
 
-    run_name, tags = cell_run_identity(cell, resolve_norm(cell.norm.to_config(), cell.rescale).name)
+    run_name, tags = cell_run_identity(cell, cell.norm_label())
     run_id: str = tracker.start_cell(parent, cell.id, run_name, cell.flat_params(), tags)
     return run_id
 

@@ -29,7 +29,7 @@ def cell_run_identity(cell: CellSpec, norm_label: str,
                       extra_tags: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:
     """The run name and the tags :meth:`Tracker.start_cell` gets for ``cell``.
 
-    ``norm_label`` is the variant's label (``resolve_norm(...).name``, e.g. ``global_ln+rescale``).
+    ``norm_label`` is the variant's label (``cell.norm_label()``, e.g. ``global_ln+rescale``).
     Tags: ``ablate.norm``, ``ablate.pairing`` (cells equal but for the norm share it) and
     ``ablate.source.<kind>`` (see :func:`ablate.registry.provenance_tags`), then ``extra_tags``
     (a search adds ``ablate.search``), which win over the others.

@@ -11,12 +11,11 @@ from torch import nn
 from ablate.errors import AblateError
 from ablate.spec import CellSpec
 
+from ._names import VAL_SEED
+
 # The reference variant every cell's shared parameters are initialised from, so that cells that differ
 # only in the norm start from identical weights wherever they have the same parameters.
 _PAIRING_NORM = "token_ln"
-#: the degradation seed of the validation images; ``ablate eval`` uses it too, so its whole images
-#: (and its bicubic reference) are the trainer's validation pairs when ``train.val_size`` is 0
-VAL_SEED = 1234
 
 
 def pick_device(name: str) -> torch.device:

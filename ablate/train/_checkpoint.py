@@ -16,8 +16,7 @@ import torch
 
 from ablate.errors import AblateError
 
-#: the file a checkpoint directory holds; the driver logs it as the run's ``checkpoint`` artifact
-CHECKPOINT_FILE = "state.pt"
+from ._names import CHECKPOINT_FILE
 
 # torch wraps the reason a load failed in paragraphs of advice; these lines are the advice
 _ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")

@@ -82,13 +82,11 @@ class SweepCallback(tune.Callback):
     # Ray hooks ----------------------------------------------------------------------------
     def _cell_id(self, trial: Any) -> str:
         if trial.trial_id not in self.trial_cell:
-            from ablate.norms import resolve_norm
-
             from ._trial import cell_of
 
             cell = CellSpec.from_config(cell_of(trial.config, self.base_cells))
             self.cells[cell.id] = cell
-            self.labels[cell.id] = resolve_norm(cell.norm.to_config(), cell.rescale).name
+            self.labels[cell.id] = cell.norm_label()
             self.trial_cell[trial.trial_id] = cell.id
         return self.trial_cell[trial.trial_id]
 

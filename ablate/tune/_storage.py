@@ -35,7 +35,7 @@ from pyarrow import fs as pafs
 
 from ablate.errors import AblateError
 from ablate.naming import safe_name
-from ablate.train import CHECKPOINT_FILE, load_checkpoint
+from ablate.train import CHECKPOINT_FILE
 
 # Object stores publish an object whole when its upload completes; anything else is written to a temp
 # name and renamed, which is atomic on a local disk and on NFS.
@@ -107,6 +107,8 @@ class CheckpointStore:
         (``--force`` deletes checkpoints first). An unreadable one is deleted: the cell starts over, and
         ``discarded`` is called with why (the trial tells the driver, which warns the user).
         """
+        from ablate.train import load_checkpoint  # torch, in the trial's worker (the driver never reads one)
+
         work = Path(self.cell_path(cell_id)) if self.in_place else _work_folder(cell_id)
         if not self._fetch(self.cell_path(cell_id), work, (CHECKPOINT_FILE,)):
             return work, None

@@ -142,3 +142,22 @@ def test_plugins_with_a_warm_cache_import_no_torch(tmp_path: Path) -> None:
     os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     edited, _ = _heavy(["plugins", "--kind", "norms"], env)
     assert "torch" in edited  # a changed fingerprint imports the plugin again
+
+
+DRIVER = f"""\
+import sys
+import ablate.cli.cmd_run, ablate.cli.cmd_resume, ablate.cli.cmd_search
+from ablate.tune import _callback, _search, _storage, _sweep, _trial
+from ablate.spec import expand, load_experiment
+labels = [cell.norm_label() for cell in expand(load_experiment({str(QUICKSTART)!r}))]  # the callback's run names
+assert labels[0] == "token_ln", labels
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "matplotlib", "scipy", "skimage"}}))
+"""
+
+
+def test_the_sweep_driver_imports_no_torch() -> None:
+    """``ablate run/resume/search`` drive Ray and MLflow; only the trials train. Keeping torch out of the
+    driver saves each sweep start about two CPU-seconds (the interpreters of the fault tests, too)."""
+    proc = subprocess.run([sys.executable, "-c", DRIVER], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout

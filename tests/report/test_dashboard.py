@@ -72,12 +72,11 @@ def runs_df(store: dict[str, Any]) -> Any:
     """Every cell run of the ``ablation`` experiment, as ``mlflow.search_runs`` reports it."""
     import mlflow
 
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(store["uri"])
-    try:
+    # through the environment, not mlflow.set_tracking_uri: that also exports MLFLOW_TRACKING_URI, and
+    # "restoring" MLflow's default would leave sqlite:///mlflow.db in the environment of later tests
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", store["uri"])
         df = mlflow.search_runs(experiment_names=["ablation"], filter_string="tags.`ablate.cell` != ''")
-    finally:
-        mlflow.set_tracking_uri(previous)
     assert len(df) == 8
     return df
 
