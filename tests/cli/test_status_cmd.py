@@ -24,6 +24,7 @@ backbone: {name: swinir-tiny, embed_dim: 16, depths: [1, 1], num_heads: 2, windo
 task: sr-x2
 train: {steps: 10, batch_size: 2, patch_size: 16, val_size: 32, eval_every: 10, lowprec_eval: false}
 probes: {every: 5, patch_size: 16}
+resources: {max_concurrent: 1}  # one trial worker process: these tests check no concurrency
 """
 GRID = f"name: {NAME}\ngrid:\n  norm: [token_ln, global_ln]\n{CELLS}"
 EXTENDED = f"name: {NAME}\ngrid:\n  norm: [token_ln, global_ln]\n  seed: [0, 1]\n{CELLS}"

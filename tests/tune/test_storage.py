@@ -40,6 +40,7 @@ task: sr-x2
 train: {{steps: 20, batch_size: 2, patch_size: 16, val_size: 32, eval_every: 10, checkpoint_every: 10,
          lowprec_eval: false}}
 probes: {{every: 5, patch_size: 16}}
+resources: {{max_concurrent: 1}}  # one trial worker process: these tests check no concurrency
 """
 SECRET = "not-in-any-object-" + uuid.uuid4().hex  # moto takes any key: one that is easy to look for
 

@@ -38,6 +38,7 @@ backbone: {{name: swinir-tiny, embed_dim: 16, depths: [1, 1], num_heads: 2, wind
 task: sr-x2
 train: {{steps: 40, batch_size: 2, patch_size: 16, val_size: 32, eval_every: 10, lowprec_eval: false}}
 probes: {{every: 5, patch_size: 16}}
+resources: {{max_concurrent: 1}}  # one trial worker process: this test checks no concurrency
 """
 # the points each cell reports: train/loss every 5 steps (ablate's smallest logging interval), validation
 # every 10 (eval_every)
