@@ -25,18 +25,20 @@ quickstart: setup
 TESTS := tests plugins/ablate-scalenorm/tests
 
 # Two pytest-xdist workers, a test module per worker at a time (module fixtures are built once; the modules
-# with slow tests go first, tests/conftest.py): the end-to-end tests mostly wait on subprocesses and
-# servers, so two workers keep both cores busy. Coverage costs about a fifth more CPU in-process and is
-# its own target.
+# with slow tests go first, tests/conftest.py): one process alone left a core idle while its tests waited
+# on subprocesses and servers, two keep both busy (more do not help: benchmarks/README.md). Coverage
+# costs about a fifth more CPU in-process and is its own target.
+WORKERS := -n 2 --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest $(TESTS) -n 2 --dist loadfile
+	$(BIN)/python -m pytest $(TESTS) $(WORKERS)
 
 test-fast:
-	$(BIN)/python -m pytest $(TESTS) -m "not slow" -n 2 --dist loadfile
+	$(BIN)/python -m pytest $(TESTS) -m "not slow" $(WORKERS)
 
 # coverage of the package, files at 100% left out; Ray workers and subprocesses are not measured
 coverage: setup
-	$(BIN)/python -m pytest $(TESTS) -n 2 --dist loadfile --cov=ablate --cov-report=term:skip-covered
+	$(BIN)/python -m pytest $(TESTS) $(WORKERS) --cov=ablate --cov-report=term:skip-covered
 
 lint:
 	$(BIN)/ruff check ablate tests benchmarks plugins

@@ -2,7 +2,7 @@
 operators per step, the i-LN overhead, ablate's overhead over a bare loop, TF32 / bf16 / torch.compile
 against fp32, and cells/hour when cells share a GPU.
 
-    python benchmarks/bench_gpu.py --root .gpu/before --json out/bench.json   # CUDA: ≤ 7 min on an H200
+    python benchmarks/bench_gpu.py --root .gpu/before --json out/bench.json   # CUDA: budgeted to 7 min (--budget)
     python benchmarks/bench_gpu.py --smoke               # tiny models, a few steps (the only mode without CUDA)
     python benchmarks/bench_gpu.py --ops-only --root /tmp/base   # CPU: operator and FLOP counts, before/after
     python benchmarks/bench_gpu.py --profile             # the top 15 kernels of one swinir-light step per norm
