@@ -145,7 +145,7 @@ FULL = Plan(3, 15, 8.0, (1, 2, 4), None, {"main": 15.0, "compile": 150.0, "pack"
 SMOKE = Plan(1, 2, 0.5, (1, 2), "eager", {"main": 0.0, "compile": 0.0, "pack": 0.0})
 
 
-# --- the worker: one stage (or, for --ops-only, several) in a process of the measured checkout ----------
+# --- the worker: one stage (several for --ops-only and in smoke mode) in a process of the measured checkout
 
 
 class OpCounter(TorchDispatchMode):
@@ -324,7 +324,7 @@ class Worker:
 
         if "tf32" in {f.name for f in dataclasses.fields(TrainSpec)}:
             return {"tf32": True}, "train.tf32"
-        torch.set_float32_matmul_precision("high")  # this process only: one stage per worker
+        torch.set_float32_matmul_precision("high")  # this process only: the last stage of its worker
         return {}, "no train.tf32 here: torch.set_float32_matmul_precision('high')"
 
     # --- the stages: each returns its result fields
@@ -974,9 +974,12 @@ class Runner:
             self.finish(run, why)
 
 
-def plan_jobs(args: argparse.Namespace, plan: Plan, sides: dict[str, Path]) -> list[Job]:
+def plan_jobs(args: argparse.Namespace, plan: Plan, sides: dict[str, Path], smoke: bool = False) -> list[Job]:
     """Every job of the run, in order of priority within its lane: per model and norm, each run of
-    before and of after one after the other, so that the two are timed close together."""
+    before and of after one after the other, so that the two are timed close together. A measured run
+    gives each eager run a process of its own; smoke mode runs a side's eager runs of one model and norm
+    in one process (in order, TF32 last: an older tree sets it for the whole process), where a process
+    start (torch, ablate, the optimizer's first use) costs more than its few steps."""
     pairs = [(m, n) for m in args.models for n in args.norms]
     if args.ops_only:
         return [Job(side, root, [(m, n, "ops") for m, n in pairs], "main") for side, root in sides.items()]
@@ -991,6 +994,15 @@ def plan_jobs(args: argparse.Namespace, plan: Plan, sides: dict[str, Path]) -> l
     jobs = [Job(side, root, [(model, norm, stage)], "main")
             for model, norm in pairs for stage in ("trainer", "bare", "fixed", "bf16", "tf32")
             for side, root in sides.items() if stage in stages(side, model, norm) and stage in runs]
+    if smoke:
+        grouped: dict[tuple[str, str, str], Job] = {}
+        for job in jobs:
+            model, norm, _ = job.items[0]
+            if (job.side, model, norm) in grouped:
+                grouped[job.side, model, norm].items += job.items
+            else:
+                grouped[job.side, model, norm] = job
+        jobs = list(grouped.values())
     if not args.no_compile:
         compiles = [c for c in COMPILES if c[0] in sides]
         if full and "before" in sides:  # every compile row of after, before too
@@ -1068,7 +1080,7 @@ def main(argv: list[str] | None = None) -> None:
         caps, total = {"main": 3, "compile": 2, "pack": 1}, 5
     else:
         caps, total = {"main": 2, "compile": 1, "pack": 1}, 2
-    jobs = plan_jobs(args, plan, sides)
+    jobs = plan_jobs(args, plan, sides, smoke)
     if cuda and not args.serial and "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
         threads = str(max(1, (cpus - 2 * caps["main"]) // caps["compile"]))
         for job in jobs:

@@ -143,3 +143,31 @@ def test_the_smoke_mode_prints_partial_rows_the_before_after_table_and_the_ratio
     assert [r[4] for r in counts] == ["1.000", "1.000"], counts  # the same code: the same operators
     results = json.loads((tmp_path / "s.json").read_text())["results"]
     assert not [r for r in results if r.get("error")], [r for r in results if r.get("error")]
+
+
+def test_a_measured_run_gives_each_eager_run_its_process_and_smoke_mode_one_per_model_and_norm(tmp_path):
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_gpu"] = mod  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules["bench_gpu"]
+    args = argparse.Namespace(models=["swinir-light"], norms=["token_ln", "i_ln"], ops_only=False, profile=False,
+                              before="lean", runs=list(mod.RUN_KEYS), no_compile=False, no_packing=False)
+    sides = {"before": tmp_path / "before", "after": ROOT}
+    measured = mod.plan_jobs(args, mod.FULL, sides)
+    smoke = mod.plan_jobs(args, mod.FULL, sides, smoke=True)
+    main = [j for j in measured if j.lane == "main"]
+    assert all(len(j.items) == 1 for j in measured) and len(main) == 2 * 5 + 3 + 2
+    grouped = {(j.side, *j.items[0][:2]): [stage for _, _, stage in j.items] for j in smoke if j.lane == "main"}
+    assert grouped == {("after", "swinir-light", "token_ln"): ["trainer", "bare", "fixed", "bf16", "tf32"],
+                       ("after", "swinir-light", "i_ln"): ["trainer", "bare", "fixed", "bf16", "tf32"],
+                       ("before", "swinir-light", "token_ln"): ["trainer", "bare", "bf16"],
+                       ("before", "swinir-light", "i_ln"): ["trainer", "bare"]}
+    # the same items in both; compile and packing keep a process each
+    assert sorted(i for j in smoke for i in j.items) == sorted(i for j in measured for i in j.items)
+    assert [j.items for j in smoke if j.lane != "main"] == [j.items for j in measured if j.lane != "main"]
