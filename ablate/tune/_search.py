@@ -169,7 +169,9 @@ def _fit(spec: ExperimentSpec, opts: SweepOptions, setup: Setup, studies: Varian
         param_space={},
         tune_config=TuneConfig(search_alg=StudySearcher(studies, srch.metric, srch.mode),
                                scheduler=StudyPruner(studies, srch.metric),
-                               num_samples=-1, max_concurrent_trials=max_conc),
+                               num_samples=-1, max_concurrent_trials=max_conc,
+                               # as a sweep's: an ended (or pruned) trial's worker takes the next one
+                               reuse_actors=True),
         run_config=RunConfig(name=ray_run_name(spec.name, "search"), storage_path=storage_path,
                              storage_filesystem=storage_fs, verbose=0, callbacks=[callback],
                              failure_config=FailureConfig(max_failures=callback.max_retries)),
