@@ -156,8 +156,8 @@ def test_a_two_cell_sweep_runs_both_norms(checkout: Path, ray_session: str, requ
 
     cache = getattr(request.config, "cache", None)
     prepared_store(checkout / "state", cache.mkdir("ablate-mlflow") if cache is not None else checkout / "template")
-    run = _ablate(checkout, "run", "extending.yaml", "--state-dir", "state", "--no-dashboard",
-                  env={"RAY_ADDRESS": ray_session})
+    run = _ablate(checkout, "run", "extending.yaml", "--state-dir", "state", "--no-dashboard", "--max-concurrent", "1",
+                  env={"RAY_ADDRESS": ray_session})  # one trial worker, the cells one after the other
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "extending: 2 finished in" in run.stdout
     status = _ablate(checkout, "status", "extending.yaml", "--state-dir", "state")

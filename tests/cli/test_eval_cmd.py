@@ -2,12 +2,13 @@
 
 The slow test is the README's quickstart, ending in ``ablate eval`` and ``ablate report --eval``, on a
 20-step copy of ``experiments/quickstart.yaml`` from a clean state folder: the ``ablate`` commands
-in subprocesses (with the real stdout), attached to the session's Ray. The copy evaluates in fp32 and
-bf16 instead of fp32 and fp16: this machine's CPU has no fast float16 matmul or convolution (a whole
-image takes about 4× fp32's time in float16, a third of it in bfloat16), and fp16 evaluation is
-covered on small crops in tests/evaluate. That the numbers are the trainer's own on identical images
-(the bicubic baseline included) is checked in tests/evaluate/test_driver.py on cells small enough to
-train in the test.
+in subprocesses (with the real stdout), attached to the session's Ray. The copy evaluates in fp32
+only: this machine's CPU has no fast float16 matmul or convolution (a whole image takes about 4× fp32's
+time in float16, 1.3× in bfloat16), and evaluation in float16 and bfloat16, a rerun that evaluates only
+what is missing, and the low-precision columns of the table are covered on small crops in
+tests/evaluate and tests/report. That the numbers are the trainer's own on identical images (the
+bicubic baseline included) is checked in tests/evaluate/test_driver.py on cells small enough to train
+in the test.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_quickstart_run_eval_report(ray_session: str, tmp_path: Path) -> None:
     quick = (ROOT / "experiments" / "quickstart.yaml").read_text()
     assert "steps: 200" in quick and "every: 25" in quick and "precisions: [fp32, fp16]" in quick
     small = (quick.replace("steps: 200", "steps: 20").replace("every: 25", "every: 10")
-             .replace("precisions: [fp32, fp16]", "precisions: [fp32, bf16]"))
+             .replace("precisions: [fp32, fp16]", "precisions: [fp32]"))
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "quickstart.yaml").write_text(small)
     run = _ablate(ray_session, tmp_path, "run", "experiments/quickstart.yaml", "--no-dashboard")
@@ -65,13 +66,13 @@ def test_quickstart_run_eval_report(ray_session: str, tmp_path: Path) -> None:
     assert "one seed per variant is not a ranking" in run.stdout
     ev = _ablate(ray_session, tmp_path, "eval", "experiments/quickstart.yaml")
     assert ev.returncode == 0, ev.stdout + ev.stderr
-    assert "evaluating 7 cells of 'quickstart' on skimage; precisions fp32, bf16; on Ray (1 CPU per cell)" in ev.stdout
+    assert "evaluating 7 cells of 'quickstart' on skimage; precisions fp32; on Ray (1 CPU per cell)" in ev.stdout
     assert "bicubic · sr-x2" in ev.stdout and "[7/7]" in ev.stdout and "quickstart: 7 evaluated" in ev.stdout
     report = _ablate(ray_session, tmp_path, "report", "quickstart", "--eval")
     assert report.returncode == 0, report.stdout + report.stderr
     print(report.stdout)
     lines = report.stdout.splitlines()
-    assert "| variant | n | skimage PSNR | skimage SSIM | skimage PSNR bf16 |" in lines
+    assert "| variant | n | skimage PSNR | skimage SSIM |" in lines
     rows = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ") and "variant" not in line]
     # the experiment's order: the grid (norm slowest, then rescale), then the included i_ln
     assert rows == ["bicubic", "token_ln", "token_ln+rescale", "batch_norm", "batch_norm+rescale", "global_ln",
@@ -83,8 +84,7 @@ def test_quickstart_run_eval_report(ray_session: str, tmp_path: Path) -> None:
     for c in cells:
         m = c["metrics"]
         assert 10 < m["eval/skimage/psnr"] < 60 and 0 < m["eval/skimage/ssim"] <= 1, c["norm"]
-        assert abs(m["eval/skimage/psnr_bf16"] - m["eval/skimage/psnr"]) < 0.5
+        assert not [k for k in m if k.startswith("eval/skimage/psnr_")
+                    and k != "eval/skimage/psnr_input"], m  # the precisions asked for only
     # the bicubic baseline is one number for the task: every cell carries the same
     assert len({c["metrics"]["eval/skimage/psnr_input"] for c in cells}) == 1
-    again = _ablate(ray_session, tmp_path, "eval", "experiments/quickstart.yaml")
-    assert again.returncode == 0 and "7 of 7 cells already evaluated" in again.stdout

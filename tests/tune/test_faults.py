@@ -9,6 +9,8 @@ the same (key, step) points with the same values, none missing, none twice (read
 ``metrics`` table itself, so a duplicate row cannot hide behind a reader that keeps one per step).
 ``time/*`` summary values are wall-clock seconds: their points are compared, their values are not.
 
+The drivers (``ablate run`` and ``ablate resume`` subprocesses) run one cell at a time.
+
 - The driver (an ``ablate run`` subprocess) is SIGKILLed three times, each time continued by
   ``ablate resume``: before the first checkpoint; mid-run, flushing every 0.2 s, when MLflow holds
   points past a checkpoint (which the resumed trial reports again); late, flushing every 5 s, when a
@@ -187,7 +189,9 @@ class Driver:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
         self.out = state.parent / f"{command}-{time.monotonic_ns()}.out"
         self.err = self.out.with_suffix(".err")
-        args = [command, str(spec), "--state-dir", str(state), *(["--no-dashboard"] if command in ("run", "resume") else [])]
+        # one cell at a time: one trial worker per driver (a worker's start costs more CPU than its cell)
+        args = [command, str(spec), "--state-dir", str(state),
+                *(["--no-dashboard", "--max-concurrent", "1"] if command in ("run", "resume") else [])]
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen([sys.executable, "-c", DRIVER.format(flush_s=flush_s), *args], env=env,
                                          cwd=cwd, stdout=out, stderr=err)

@@ -155,8 +155,9 @@ def test_a_reader_holding_the_database_costs_a_sweep_nothing(ray_session: str, f
     yaml_path = _experiment(state, "lease-reader")
     reader = subprocess.Popen([sys.executable, "-c", _READER, str(state / "mlflow.db"), "10"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # one cell at a time (one trial worker): the sweep writes for longer than the 10 s either way
     summary = run_sweep(load_experiment(yaml_path), SweepOptions(state_dir=state, stream=io.StringIO(),
-                                                                 dashboard=False))
+                                                                 dashboard=False, max_concurrent=1))
     ended = time.time()
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0, err
