@@ -24,11 +24,11 @@ quickstart: setup
 
 TESTS := tests plugins/ablate-scalenorm/tests
 
-# Two pytest-xdist workers, a test module per worker at a time (module fixtures are built once; the modules
-# with slow tests go first, tests/conftest.py): one process alone left a core idle while its tests waited
-# on subprocesses and servers, two keep both busy (more do not help: benchmarks/README.md). Coverage
-# costs about a fifth more CPU in-process and is its own target.
-WORKERS := -n 2 --dist loadfile
+# Two pytest-xdist workers, a test module per worker at a time (module fixtures are built once; the longest
+# modules go first, in the order tests/conftest.py gives, which --no-loadscope-reorder keeps): one process
+# alone left a core idle while its tests waited on subprocesses and servers, two keep both busy (more do not
+# help: benchmarks/README.md). Coverage costs about a fifth more CPU in-process and is its own target.
+WORKERS := -n 2 --dist loadfile --no-loadscope-reorder
 
 test: setup
 	$(BIN)/python -m pytest $(TESTS) $(WORKERS)

@@ -49,15 +49,35 @@ def ray_session() -> Iterator[str]:
         ray.shutdown()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# The modules that take longest: wall seconds with two workers on a 2-core machine (`make test`,
+# 2026-12-04; a module's seconds include its share of the machine). They are handed out first, longest
+# first; the rest (slow modules, then the others) fill the workers in around them.
+LONG_MODULES = {
+    "tests/tune/test_faults.py": 90, "tests/tune/test_team_server.py": 75, "tests/tune/test_multinode.py": 71,
+    "tests/cli/test_eval_cmd.py": 70, "tests/benchmarks/test_bench_gpu.py": 67, "tests/tune/test_lease.py": 50,
+    "tests/tune/test_search_e2e.py": 48, "tests/test_servers.py": 39, "tests/cli/test_train_cmd.py": 35,
+    "tests/train/test_compile_clean.py": 33, "tests/track/test_tracker_retry.py": 31, "tests/cli/test_run_cmd.py": 28,
+    "tests/tune/test_storage.py": 24, "tests/tune/test_packing.py": 22, "tests/test_extending.py": 22,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that starts Ray must be marked ``slow``: ``pytest -m "not slow"`` (``make test-fast``) is
     the inner loop, and one Ray start costs more than the rest of it.
 
-    Modules holding a slow test run first (otherwise in collection order): with ``-n`` (pytest-xdist,
-    ``--dist loadfile``) the long end-to-end modules start at once and the many short ones fill the
-    workers around them, instead of one long module starting last."""
+    Modules run longest first: those of ``LONG_MODULES`` in its order, then the other modules holding a
+    slow test, then the rest (each group in collection order). With ``-n`` (pytest-xdist, ``--dist
+    loadfile --no-loadscope-reorder``: without it xdist orders modules by their number of tests) the long
+    end-to-end modules start at once and the many short ones even out the end, instead of one long module
+    starting last while the other worker idles."""
+    root = config.rootpath
     slow_modules = {getattr(item, "module", None) for item in items if item.get_closest_marker("slow") is not None}
-    items.sort(key=lambda item: getattr(item, "module", None) not in slow_modules)
+
+    def order(item: pytest.Item) -> tuple[int, bool]:
+        path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        return -LONG_MODULES.get(path, 0), getattr(item, "module", None) not in slow_modules
+
+    items.sort(key=order)
     unmarked = [item.nodeid for item in items
                 if "ray_session" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
     if unmarked:
