@@ -48,7 +48,8 @@ def divergence_plot(trace: list[tuple[int, dict[str, float]]], path: str | Path,
     for ax in axes:
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2, title="site (shallow → deep)", title_fontsize=7)
+    if axes[1].get_legend_handles_labels()[0]:  # a trace without entropy has nothing to name
+        axes[1].legend(fontsize=7, ncol=2, title="site (shallow → deep)", title_fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)

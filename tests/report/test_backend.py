@@ -36,3 +36,15 @@ def test_importing_and_plotting_keep_the_backend(store: dict[str, Any], tmp_path
     assert out.stdout.split() == ["pdf", "False"]  # the backend is the user's; pyplot was never imported
     assert page.stat().st_size > 10_000 and "<svg" in page.read_text(encoding="utf-8")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_trace_without_entropy_draws_without_a_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from ablate.report._cellplot import divergence_plot
+
+    trace = [(s, {"feat/g0.b0/msq": 1.0 + s}) for s in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a legend has no line to name
+        path = divergence_plot(trace, tmp_path / "msq-only.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
