@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -136,6 +136,9 @@ class CheckpointStore:
             self._keep_history(cell, step)
         if final and not self.in_place:
             shutil.rmtree(folder, ignore_errors=True)
+            if folder.parent == _work_base():  # this process's folder, empty once its cell is done
+                with suppress(OSError):
+                    folder.parent.rmdir()
 
     # the driver's side -------------------------------------------------------------------------------
     @contextmanager
@@ -255,10 +258,14 @@ def _s3(bucket: str, endpoint: str | None) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+def _work_base() -> Path:
+    return Path(tempfile.gettempdir()) / f"ablate-ckpt-{os.getpid()}"
+
+
 def _work_folder(cell_id: str) -> Path:
     """This process's local folder for the cell it trains; a Ray worker trains one cell at a time, so the
     folder of the cell before (a crashed trial leaves one behind) is removed."""
-    base = Path(tempfile.gettempdir()) / f"ablate-ckpt-{os.getpid()}"
+    base = _work_base()
     shutil.rmtree(base, ignore_errors=True)
     (base / cell_id).mkdir(parents=True)
     return base / cell_id

@@ -89,6 +89,11 @@ def test_s3_store_keeps_the_latest_n_and_a_fresh_node_resumes_from_it(s3_env: S3
         assert sorted(p.name for p in folder.iterdir()) == ["samples.png", CHECKPOINT_FILE]
     assert not folder.exists()
 
+    # the cell done on that node: its local folder goes, and with it the process's (nothing left in /tmp)
+    save_checkpoint(work, _state(40))
+    fresh.commit("c1", work, 40, final=True)
+    assert not work.exists() and not work.parent.exists(), work
+
     # an unreadable checkpoint: the cell starts over, its folder gone (as --force deletes it)
     s3_env.client().put_object(Bucket=s3_env.bucket, Key=f"{cell}/{CHECKPOINT_FILE}", Body=b"cut sh")
     assert fresh.checkout("c1")[1] is None and _objects(s3_env, cell) == []
