@@ -54,9 +54,9 @@ def ray_session() -> Iterator[str]:
 # first; the rest (slow modules, then the others) fill the workers in around them.
 LONG_MODULES = {
     "tests/tune/test_faults.py": 90, "tests/tune/test_team_server.py": 75, "tests/tune/test_multinode.py": 71,
-    "tests/cli/test_eval_cmd.py": 70, "tests/benchmarks/test_bench_gpu.py": 67, "tests/tune/test_lease.py": 50,
-    "tests/tune/test_search_e2e.py": 48, "tests/test_servers.py": 39, "tests/cli/test_train_cmd.py": 35,
-    "tests/train/test_compile_clean.py": 33, "tests/track/test_tracker_retry.py": 31, "tests/cli/test_run_cmd.py": 28,
+    "tests/cli/test_eval_cmd.py": 70, "tests/benchmarks/test_bench_gpu.py": 67, "tests/tune/test_search_e2e.py": 48,
+    "tests/test_servers.py": 39, "tests/cli/test_train_cmd.py": 35, "tests/train/test_compile_clean.py": 33,
+    "tests/track/test_tracker_retry.py": 31, "tests/tune/test_lease.py": 30, "tests/cli/test_run_cmd.py": 28,
     "tests/tune/test_storage.py": 24, "tests/tune/test_packing.py": 22, "tests/test_extending.py": 22,
 }
 

@@ -9,10 +9,14 @@ the same (key, step) points with the same values, none missing, none twice (read
 ``metrics`` table itself, so a duplicate row cannot hide behind a reader that keeps one per step).
 ``time/*`` summary values are wall-clock seconds: their points are compared, their values are not.
 
-The drivers (``ablate run`` and ``ablate resume`` subprocesses) run one cell at a time.
+The drivers (``ablate run`` and ``ablate resume`` subprocesses) run one cell at a time, and their
+callback waits 0.15 s before it takes each result (``pace_s``): a trial waits for the driver between two
+results, so a tiny cell's 40 steps take a few seconds of wall time and no more CPU, and each kill below
+lands where it is meant to on a fast machine as on a slow one.
 
 - The driver (an ``ablate run`` subprocess) is SIGKILLed three times, each time continued by
-  ``ablate resume``: before the first checkpoint; mid-run, flushing every 0.2 s, when MLflow holds
+  ``ablate resume``: before the first checkpoint (its sweep and cell then read as stale, in ``ablate
+  status`` too; the next driver ends each dead sweep as killed); mid-run, flushing every 0.2 s, when MLflow holds
   points past a checkpoint (which the resumed trial reports again); late, flushing every 5 s, when a
   checkpoint is past MLflow's points (those in between die with the driver's buffer).
 - A worker is SIGKILLed and another SIGTERMed (preemption) mid-cell, after a checkpoint: both cells
@@ -40,7 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from ablate.cli import main
 from ablate.spec import expand, load_experiment
 from ablate.tune import SweepOptions, run_sweep
 
@@ -56,7 +62,12 @@ train: {{steps: {STEPS}, batch_size: 2, patch_size: 16, val_size: 16, eval_every
 probes: {{every: 5, patch_size: 16}}
 """
 # the driver as `ablate` runs it, writing buffered metrics to MLflow every `flush_s` (default 5 s)
-DRIVER = "import ablate.track._tracker as t; t.FLUSH_SECONDS = {flush_s}; from ablate.cli import main; main()"
+DRIVER = ("import ablate.track._tracker as t; t.FLUSH_SECONDS = {flush_s}\n"
+          "import time\n"
+          "from ablate.tune._callback import SweepCallback as C\n"
+          "_result = C.on_trial_result\n"
+          "C.on_trial_result = lambda self, *a, **k: (time.sleep({pace_s}), _result(self, *a, **k))[1]\n"
+          "from ablate.cli import main; main()")
 
 Point = tuple[str, int]
 History = dict[Point, list[Any]]  # (key, step) -> the values logged there (one, unless duplicated)
@@ -183,7 +194,7 @@ class Driver:
     """``ablate <command> FILE --state-dir STATE`` in a subprocess attached to the session's Ray."""
 
     def __init__(self, ray_address: str, state: Path, spec: Path, command: str, cwd: Path | None = None,
-                 flush_s: float = 5.0) -> None:
+                 flush_s: float = 5.0, pace_s: float = 0.15) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "ABLATE_STATE_DIR")}
         env["RAY_ADDRESS"] = ray_address
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
@@ -193,8 +204,8 @@ class Driver:
         args = [command, str(spec), "--state-dir", str(state),
                 *(["--no-dashboard", "--max-concurrent", "1"] if command in ("run", "resume") else [])]
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-c", DRIVER.format(flush_s=flush_s), *args], env=env,
-                                         cwd=cwd, stdout=out, stderr=err)
+            code = DRIVER.format(flush_s=flush_s, pace_s=pace_s)
+            self.proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=cwd, stdout=out, stderr=err)
 
     def wait(self, what: str, cond: Callable[[], Any]) -> Any:
         """``cond()``'s first true value, or ``"ended"`` when the driver finished cleanly first (a fast
@@ -245,6 +256,14 @@ def test_a_killed_driver_resumed_three_times_logs_every_point_once(
     driver = Driver(ray_session, state, spec, "run", flush_s=0.2)
     kills["first"] = driver.wait("points in MLflow", progress(lambda flushed, saved: bool(flushed)))
     driver.kill()
+    # the dead driver's sweep and its running cell read as stale, in `ablate status` too
+    (sweep,) = _runs(state, "faults-driver", "sweeps")
+    assert sweep["status"] == "running" and sweep["stale"].startswith("driver gone since "), sweep
+    status = CliRunner().invoke(main, ["status", str(spec), "--state-dir", str(state)])
+    assert status.exit_code == 0, status.output
+    stale = [line for line in status.output.splitlines() if f"stale ({sweep['stale']})" in line]
+    assert stale and " running " not in status.output, status.output
+    assert f"{len(stale)} stale" in status.output.splitlines()[-1], status.output
     # 2. mid-run, after flushes: MLflow holds points past a checkpoint, which the resumed trial reports
     # again (the duplicates a resumed sweep used to log)
     driver = Driver(ray_session, state, spec, "resume", flush_s=0.2)
@@ -259,6 +278,7 @@ def test_a_killed_driver_resumed_three_times_logs_every_point_once(
         s >= 20 and s > before.get(c, -1) and s > flushed.get(c, -1) for c, s in saved.items())))
     driver.kill()
 
+    killed = {r["run_id"] for r in _runs(state, "faults-driver", "sweeps")}
     code, out, err = Driver(ray_session, state, spec, "run").finish()
     assert code == 0, out + err
     assert "Traceback" not in out + err
@@ -271,12 +291,24 @@ def test_a_killed_driver_resumed_three_times_logs_every_point_once(
     runs = _cell_runs(state, "faults-driver")
     assert sorted(runs) == cells  # one run per cell across four drivers
     assert {r["tags"]["ablate.status"] for r in runs.values()} == {"finished"}
+    assert any(int(r["tags"].get("ablate.attempt", "1")) > 1 for r in runs.values())  # a killed cell kept its run
+    # each killed driver's sweep was ended as killed by the next driver, which said so
+    sweeps = {r["run_id"]: r for r in _runs(state, "faults-driver", "sweeps")}
+    assert len(killed) == 3 and len(sweeps) == 4, sweeps
+    for run_id in killed:
+        assert sweeps[run_id]["mlflow_status"] == "KILLED" and sweeps[run_id]["status"] == "killed"
+        assert sweeps[run_id]["reason"].startswith("driver gone since "), sweeps[run_id]
+    assert sum(f"the driver of sweep run {run_id} (host " in out for run_id in killed) == 1, out
+
+
+def _runs(state: Path, experiment: str, kind: str = "cells") -> list[dict[str, Any]]:
+    from ablate.track import RunStore
+
+    return RunStore("sqlite:///" + (state / "mlflow.db").resolve().as_posix()).runs(experiment, kind=kind)
 
 
 def _cell_runs(state: Path, experiment: str) -> dict[str, dict[str, Any]]:
-    from ablate.track import RunStore
-
-    return {r["cell"]: r for r in RunStore("sqlite:///" + (state / "mlflow.db").resolve().as_posix()).runs(experiment)}
+    return {r["cell"]: r for r in _runs(state, experiment)}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
 
 The drivers are the ``ablate`` command in subprocesses attached to the session's Ray (``RAY_ADDRESS``),
 against a SQLite store, with a 1 s heartbeat (``ABLATE_HEARTBEAT_S``). A second driver is refused while
-the first is alive; a killed driver's cells read as stale, and ``ablate resume`` records them as killed
-and runs them to the end. A reader holding the database open in another process costs a sweep nothing.
+the first is alive. A reader holding the database open in another process costs a sweep nothing. (A
+killed driver's sweep and cells reading as stale, in ``ablate status`` too, and the next driver ending
+them as killed: tests/tune/test_faults.py, the killed-driver test.)
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from ablate.cli import main
-from ablate.spec import expand, load_experiment
+from ablate.spec import load_experiment
 from ablate.track import RunStore, default_tracking_uri
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_tracking_env")]
@@ -107,42 +106,6 @@ def test_a_second_driver_is_refused_while_the_first_is_alive(ray_session: str, f
     assert f", pid {first.pid}, since " in lines[0]
     after = _runs(state, "lease-busy")  # nothing logged: the same runs, their tags as they were but the beat
     assert [(r["run_id"], r["status"]) for r in after] == [(r["run_id"], r["status"]) for r in before]
-
-
-def test_a_killed_driver_is_stale_and_resume_continues_it(ray_session: str, fresh_state: Any) -> None:
-    state = fresh_state("stale")
-    yaml_path = _experiment(state, "lease-stale")
-    cells = [c.id for c in expand(load_experiment(yaml_path))]
-    ckpts = state / "checkpoints" / "lease-stale"
-    driver = subprocess.Popen(_ablate_cmd("run", str(yaml_path), "--state-dir", str(state), "--no-dashboard",
-                                          "--max-concurrent", "1"),
-                              env=_env(ray_session), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:  # kill it once the first cell has a checkpoint, mid-way through its 40 steps
-        _wait("a checkpoint", lambda: any((ckpts / c / "state.pt").exists() for c in cells), driver)
-    finally:
-        _kill(driver)
-    sweep = next(r for r in _runs(state, "lease-stale", "sweeps"))
-    assert sweep["status"] == "running" and sweep["stale"].startswith("driver gone since ")
-
-    status = CliRunner().invoke(main, ["status", str(yaml_path), "--state-dir", str(state)])
-    assert status.exit_code == 0, status.output
-    stale = [line for line in status.output.splitlines() if f"stale ({sweep['stale']})" in line]
-    assert stale and " running " not in status.output, status.output
-    assert f"{len(stale)} stale" in status.output.splitlines()[-1]
-
-    resume = subprocess.run(_ablate_cmd("resume", str(yaml_path), "--state-dir", str(state)),
-                            env=_env(ray_session), capture_output=True, text=True, timeout=600)
-    assert resume.returncode == 0, resume.stdout + resume.stderr
-    assert f"the driver of sweep run {sweep['run_id']} (host " in resume.stdout
-    assert "lease-stale: 2 finished" in resume.stdout
-    by_id = {r["run_id"]: r for r in _runs(state, "lease-stale")}
-    old = by_id[sweep["run_id"]]
-    assert old["mlflow_status"] == "KILLED" and old["status"] == "killed"
-    assert old["reason"] == sweep["stale"]
-    cell_runs = [r for r in by_id.values() if r["cell"]]
-    assert sorted(r["cell"] for r in cell_runs) == sorted(cells)  # a killed cell keeps its one run
-    assert all(r["status"] == "finished" for r in cell_runs)
-    assert any(r["tags"].get("ablate.attempt") == "2" for r in cell_runs)
 
 
 def test_a_reader_holding_the_database_costs_a_sweep_nothing(ray_session: str, fresh_state: Any) -> None:
