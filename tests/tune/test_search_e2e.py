@@ -78,9 +78,11 @@ run_search(load_experiment(sys.argv[1]), SweepOptions(state_dir=Path(sys.argv[2]
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_tracking_env")
-def test_a_search_killed_mid_way_continues_without_duplicates(fresh_state: Callable[[str], Path]) -> None:
+def test_a_search_killed_mid_way_continues_without_duplicates(fresh_state: Callable[[str], Path],
+                                                               ray_session: str) -> None:
     """SIGKILL the driver once a trial has ended, run the search again: every study ends with its trials,
-    each cell one MLflow run, no configuration sampled twice, and a confirm file."""
+    each cell one MLflow run, no configuration sampled twice, and a confirm file. Both drivers join the
+    session's Ray (Ray ends a dead driver's trials)."""
     import os
     import signal
     import subprocess
@@ -97,7 +99,7 @@ def test_a_search_killed_mid_way_continues_without_duplicates(fresh_state: Calla
     f.write_text(KILL_SPEC)
     script = state.parent / "driver.py"
     script.write_text(_DRIVER)
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "RAY_ADDRESS": ray_session}
     cmd = [sys.executable, str(script), str(f), str(state)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     out = b""
