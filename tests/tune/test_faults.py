@@ -10,7 +10,7 @@ the same (key, step) points with the same values, none missing, none twice (read
 ``time/*`` summary values are wall-clock seconds: their points are compared, their values are not.
 
 The drivers (``ablate run`` and ``ablate resume`` subprocesses) run one cell at a time, and their
-callback waits 0.15 s before it takes each result (``pace_s``): a trial waits for the driver between two
+callback waits 0.3 s before it takes each result (``pace_s``): a trial waits for the driver between two
 results, so a tiny cell's 40 steps take a few seconds of wall time and no more CPU, and each kill below
 lands where it is meant to on a fast machine as on a slow one.
 
@@ -194,7 +194,7 @@ class Driver:
     """``ablate <command> FILE --state-dir STATE`` in a subprocess attached to the session's Ray."""
 
     def __init__(self, ray_address: str, state: Path, spec: Path, command: str, cwd: Path | None = None,
-                 flush_s: float = 5.0, pace_s: float = 0.15) -> None:
+                 flush_s: float = 5.0, pace_s: float = 0.3) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "ABLATE_STATE_DIR")}
         env["RAY_ADDRESS"] = ray_address
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
