@@ -991,18 +991,16 @@ def plan_jobs(args: argparse.Namespace, plan: Plan, sides: dict[str, Path], smok
         return EAGER if side == "after" or full else LEAN_BEFORE.get((model, norm), ("trainer",))
 
     runs = set(args.runs)
-    jobs = [Job(side, root, [(model, norm, stage)], "main")
-            for model, norm in pairs for stage in ("trainer", "bare", "fixed", "bf16", "tf32")
-            for side, root in sides.items() if stage in stages(side, model, norm) and stage in runs]
+    eager = [(side, root, model, norm, stage)
+             for model, norm in pairs for stage in ("trainer", "bare", "fixed", "bf16", "tf32")
+             for side, root in sides.items() if stage in stages(side, model, norm) and stage in runs]
     if smoke:
         grouped: dict[tuple[str, str, str], Job] = {}
-        for job in jobs:
-            model, norm, _ = job.items[0]
-            if (job.side, model, norm) in grouped:
-                grouped[job.side, model, norm].items += job.items
-            else:
-                grouped[job.side, model, norm] = job
+        for side, root, model, norm, stage in eager:
+            grouped.setdefault((side, model, norm), Job(side, root, [], "main")).items.append((model, norm, stage))
         jobs = list(grouped.values())
+    else:
+        jobs = [Job(side, root, [(model, norm, stage)], "main") for side, root, model, norm, stage in eager]
     if not args.no_compile:
         compiles = [c for c in COMPILES if c[0] in sides]
         if full and "before" in sides:  # every compile row of after, before too

@@ -62,12 +62,20 @@ train: {{steps: {STEPS}, batch_size: 2, patch_size: 16, val_size: 16, eval_every
 probes: {{every: 5, patch_size: 16}}
 """
 # the driver as `ablate` runs it, writing buffered metrics to MLflow every `flush_s` (default 5 s)
-DRIVER = ("import ablate.track._tracker as t; t.FLUSH_SECONDS = {flush_s}\n"
-          "import time\n"
-          "from ablate.tune._callback import SweepCallback as C\n"
-          "_result = C.on_trial_result\n"
-          "C.on_trial_result = lambda self, *a, **k: (time.sleep({pace_s}), _result(self, *a, **k))[1]\n"
-          "from ablate.cli import main; main()")
+# and waiting `pace_s` before it takes each trial result
+DRIVER = """\
+import time
+import ablate.track._tracker as t
+from ablate.tune._callback import SweepCallback
+t.FLUSH_SECONDS = {flush_s}
+take = SweepCallback.on_trial_result
+def paced(self, *args, **kwargs):
+    time.sleep({pace_s})
+    return take(self, *args, **kwargs)
+SweepCallback.on_trial_result = paced
+from ablate.cli import main
+main()
+"""
 
 Point = tuple[str, int]
 History = dict[Point, list[Any]]  # (key, step) -> the values logged there (one, unless duplicated)
