@@ -549,6 +549,7 @@ def worker_main(job: dict[str, Any]) -> None:
         return
     for model, norm, stage in job["items"]:
         out = {**base, "model": model, "norm": norm, "stage": stage}
+        print(stage_mark((model, norm, stage)), file=sys.stderr, flush=True)  # what follows on stderr is its
         try:
             out.update(w.run(model, norm, stage))
         except Exception as err:
@@ -808,14 +809,30 @@ def last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def first_match(path: Path, pattern: re.Pattern[str]) -> str:
-    """The first line of a worker's stderr that ``pattern`` finds."""
+def stage_mark(item: tuple[str, str, str]) -> str:
+    """The line a worker writes to stderr as it starts a stage (model, norm, stage)."""
+    return f"{MARK}stage {' '.join(item)}"
+
+
+def first_match(path: Path, pattern: re.Pattern[str], item: tuple[str, str, str] | None = None) -> str:
+    """The first line of a worker's stderr that ``pattern`` finds; with ``item``, among the lines the
+    worker wrote while it ran that stage (a smoke job runs several in one process; the lines before its
+    first stage count as the first stage's)."""
     try:
-        for line in path.read_text(errors="replace").splitlines():
-            if pattern.search(line):
-                return line.strip()[:200]
+        lines = path.read_text(errors="replace").splitlines()
     except OSError:
-        pass
+        return ""
+    marks = [i for i, line in enumerate(lines) if line.startswith(f"{MARK}stage ")]
+    start, end = 0, len(lines)
+    if item is not None and marks:
+        mine = [i for i in marks if lines[i] == stage_mark(item)]
+        if not mine:  # the worker died before the stage began
+            return ""
+        start = 0 if mine[0] == marks[0] else mine[0]
+        end = next((i for i in marks if i > mine[0]), len(lines))
+    for line in lines[start:end]:
+        if pattern.search(line) and not line.startswith(f"{MARK}stage "):
+            return line.strip()[:200]
     return ""
 
 
@@ -914,7 +931,8 @@ class Runner:
                 r = {"side": job.side, "model": model, "norm": norm, "stage": stage,
                      "error": why or f"worker ended without a result: {last_line(run.errs[0]) or 'no stderr'}"}
             elif stage.startswith("compile") and not r.get("error"):
-                fell, warned = first_match(run.errs[0], FALLBACK), first_match(run.errs[0], COMPILE_WARNING)
+                item = (model, norm, stage)
+                fell, warned = first_match(run.errs[0], FALLBACK, item), first_match(run.errs[0], COMPILE_WARNING, item)
                 if fell:
                     r["fell_back"] = True
                 r["note"] = "; ".join(filter(None, [r.get("note"), fell, warned]))
@@ -977,9 +995,10 @@ class Runner:
 def plan_jobs(args: argparse.Namespace, plan: Plan, sides: dict[str, Path], smoke: bool = False) -> list[Job]:
     """Every job of the run, in order of priority within its lane: per model and norm, each run of
     before and of after one after the other, so that the two are timed close together. A measured run
-    gives each eager run a process of its own; smoke mode runs a side's eager runs of one model and norm
-    in one process (in order, TF32 last: an older tree sets it for the whole process), where a process
-    start (torch, ablate, the optimizer's first use) costs more than its few steps."""
+    gives each eager and each compile run a process of its own; smoke mode runs a side's eager and
+    compile runs of one model and norm in one process (in order, compile after eager, TF32 last: an older
+    tree sets it for the whole process), where a process start (torch, ablate, the optimizer's first use)
+    costs more than its few steps. Each stage's stderr lines follow its mark there (``stage_mark``)."""
     pairs = [(m, n) for m in args.models for n in args.norms]
     if args.ops_only:
         return [Job(side, root, [(m, n, "ops") for m, n in pairs], "main") for side, root in sides.items()]
@@ -994,8 +1013,8 @@ def plan_jobs(args: argparse.Namespace, plan: Plan, sides: dict[str, Path], smok
     eager = [(side, root, model, norm, stage)
              for model, norm in pairs for stage in ("trainer", "bare", "fixed", "bf16", "tf32")
              for side, root in sides.items() if stage in stages(side, model, norm) and stage in runs]
+    grouped: dict[tuple[str, str, str], Job] = {}
     if smoke:
-        grouped: dict[tuple[str, str, str], Job] = {}
         for side, root, model, norm, stage in eager:
             grouped.setdefault((side, model, norm), Job(side, root, [], "main")).items.append((model, norm, stage))
         jobs = list(grouped.values())
@@ -1006,8 +1025,15 @@ def plan_jobs(args: argparse.Namespace, plan: Plan, sides: dict[str, Path], smok
         if full and "before" in sides:  # every compile row of after, before too
             compiles += [("before", *c[1:]) for c in COMPILES
                          if c[0] == "after" and ("before", *c[1:]) not in COMPILES]
-        jobs += [Job(side, sides[side], [(model, norm, stage)], "compile") for side, model, norm, stage in compiles
-                 if model in args.models and norm in args.norms and stage in runs]
+        for side, model, norm, stage in compiles:
+            if model not in args.models or norm not in args.norms or stage not in runs:
+                continue
+            host = grouped.get((side, model, norm))
+            if host is None:
+                jobs.append(Job(side, sides[side], [(model, norm, stage)], "compile"))
+            else:  # smoke mode: in the process of the eager runs, before TF32
+                at = next((i for i, item in enumerate(host.items) if item[2] == "tf32"), len(host.items))
+                host.items.insert(at, (model, norm, stage))
     if not args.no_packing and "pack" in runs and PACK_MODEL in args.models and "token_ln" in args.norms:
         jobs += [Job(side, root, [(PACK_MODEL, "token_ln", f"pack{n}")], "pack", ranks=n)
                  for side, root in sides.items() if side == "after" or full for n in plan.packing]

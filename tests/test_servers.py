@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import servers
-from servers import MlflowServer, RayCluster, S3Server, postgres_server, ray_cluster
+from servers import MlflowServer, RayCluster, S3Server, postgres_server
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_removing_a_worker_kills_its_tasks_and_leaves_one_node(ray_multinode: RayCluster, tmp_path: Path) -> None:
+def test_the_cluster_refuses_drivers_without_its_token_and_removing_a_worker_kills_its_tasks(
+        ray_multinode: RayCluster, tmp_path: Path) -> None:
+    # a driver without the token, then one with a wrong token, is refused (the cluster started: one with
+    # the token joined it)
+    no_token = {k: v for k, v in ray_multinode.driver_env().items() if not k.startswith("RAY_AUTH_")}
+    # HOME elsewhere: no ~/.ray/auth_token to fall back on; and one GCS attempt instead of twenty 1 s retries
+    no_token |= {"HOME": str(tmp_path), "RAY_gcs_server_port_wait_time_s": "1"}
+    wrong_token = {**no_token, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    for env in (no_token, wrong_token):
+        result = ray_multinode.run_driver("import ray, sys; ray.init(address=sys.argv[1])", ray_multinode.address,
+                                          env=env)
+        assert result.returncode != 0
+        assert "InvalidAuthToken" in result.stderr, result.stderr[-3000:]
+
+    # two tasks hold the two nodes; the worker node is removed
     marks, log = tmp_path / "marks", tmp_path / "driver.log"
     with open(log, "w") as out:
         driver = subprocess.Popen([sys.executable, "-c", _HOLD_BOTH_NODES, ray_multinode.address, str(marks)],
@@ -119,15 +133,3 @@ def test_removing_a_worker_kills_its_tasks_and_leaves_one_node(ray_multinode: Ra
         driver.kill()
         driver.wait()
     ray_multinode.wait_for_nodes(1, timeout=30)  # raises unless the GCS counts exactly one alive node
-
-
-def test_ray_cluster_refuses_a_driver_without_its_token(tmp_path: Path) -> None:
-    with ray_cluster(nodes=1) as cluster:  # started only because a driver with the token could join it
-        no_token = {k: v for k, v in cluster.driver_env().items() if not k.startswith("RAY_AUTH_")}
-        # HOME elsewhere: no ~/.ray/auth_token to fall back on; and one GCS attempt instead of twenty 1 s retries
-        no_token |= {"HOME": str(tmp_path), "RAY_gcs_server_port_wait_time_s": "1"}
-        wrong_token = {**no_token, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-        for env in (no_token, wrong_token):
-            result = cluster.run_driver("import ray, sys; ray.init(address=sys.argv[1])", cluster.address, env=env)
-            assert result.returncode != 0
-            assert "InvalidAuthToken" in result.stderr, result.stderr[-3000:]

@@ -264,11 +264,27 @@ def _work_base() -> Path:
 
 def _work_folder(cell_id: str) -> Path:
     """This process's local folder for the cell it trains; a Ray worker trains one cell at a time, so the
-    folder of the cell before (a crashed trial leaves one behind) is removed."""
+    folder of the cell before (a crashed trial leaves one behind) is removed, and so are the folders of
+    workers that died (killed, or their node lost) before their cell's end."""
     base = _work_base()
     shutil.rmtree(base, ignore_errors=True)
+    _remove_dead_folders(base.parent)
     (base / cell_id).mkdir(parents=True)
     return base / cell_id
+
+
+def _remove_dead_folders(temp: Path) -> None:
+    """Remove ``ablate-ckpt-<pid>`` folders in ``temp`` whose process no longer exists."""
+    for folder in temp.glob("ablate-ckpt-*"):
+        pid = folder.name.removeprefix("ablate-ckpt-")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # alive, another user's
+            continue
 
 
 def _first_line(err: BaseException) -> str:

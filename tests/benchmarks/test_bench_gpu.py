@@ -163,11 +163,43 @@ def test_a_measured_run_gives_each_eager_run_its_process_and_smoke_mode_one_per_
     smoke = mod.plan_jobs(args, mod.FULL, sides, smoke=True)
     main = [j for j in measured if j.lane == "main"]
     assert all(len(j.items) == 1 for j in measured) and len(main) == 2 * 5 + 3 + 2
+    assert [j.items[0][2] for j in measured if j.lane == "compile"] == ["compile", "compile", "compile",
+                                                                         "compile_bf16"]
     grouped = {(j.side, *j.items[0][:2]): [stage for _, _, stage in j.items] for j in smoke if j.lane == "main"}
-    assert grouped == {("after", "swinir-light", "token_ln"): ["trainer", "bare", "fixed", "bf16", "tf32"],
-                       ("after", "swinir-light", "i_ln"): ["trainer", "bare", "fixed", "bf16", "tf32"],
-                       ("before", "swinir-light", "token_ln"): ["trainer", "bare", "bf16"],
-                       ("before", "swinir-light", "i_ln"): ["trainer", "bare"]}
-    # the same items in both; compile and packing keep a process each
+    assert grouped == {
+        ("after", "swinir-light", "token_ln"): ["trainer", "bare", "fixed", "bf16", "compile", "compile_bf16", "tf32"],
+        ("after", "swinir-light", "i_ln"): ["trainer", "bare", "fixed", "bf16", "compile", "tf32"],
+        ("before", "swinir-light", "token_ln"): ["trainer", "bare", "bf16", "compile"],
+        ("before", "swinir-light", "i_ln"): ["trainer", "bare"]}
+    # the same items in both; packing keeps its processes
     assert sorted(i for j in smoke for i in j.items) == sorted(i for j in measured for i in j.items)
-    assert [j.items for j in smoke if j.lane != "main"] == [j.items for j in measured if j.lane != "main"]
+    assert [j.items for j in smoke if j.lane != "main"] == [j.items for j in measured if j.lane == "pack"]
+    # a compile run with no eager run of its model and norm keeps a process of its own in smoke mode too
+    args.runs = ["compile"]
+    assert [(j.lane, j.items) for j in mod.plan_jobs(args, mod.FULL, sides, smoke=True)] == [
+        ("compile", [("swinir-light", "token_ln", "compile")]), ("compile", [("swinir-light", "token_ln", "compile")]),
+        ("compile", [("swinir-light", "i_ln", "compile")])]
+
+
+def test_a_stage_finds_its_own_stderr_lines(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_gpu"] = mod
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules["bench_gpu"]
+    first, eager, compiled, tf32 = (("m", "n", s) for s in ("trainer", "bf16", "compile", "tf32"))
+    err = tmp_path / "w.err"
+    err.write_text("\n".join(["import noise: graph break at startup", mod.stage_mark(first), "a trainer line",
+                               mod.stage_mark(eager), "bf16 said: graph break in autocast", mod.stage_mark(compiled),
+                               "torch._dynamo: falling back to eager", mod.stage_mark(tf32), "tf32 line"]))
+    assert mod.first_match(err, mod.FALLBACK, compiled) == "torch._dynamo: falling back to eager"
+    assert mod.first_match(err, mod.COMPILE_WARNING, compiled) == ""  # bf16's graph break is not compile's
+    assert mod.first_match(err, mod.COMPILE_WARNING, eager) == "bf16 said: graph break in autocast"
+    assert mod.first_match(err, mod.COMPILE_WARNING, first) == "import noise: graph break at startup"
+    assert mod.first_match(err, mod.FALLBACK, tf32) == ""
+    assert mod.first_match(err, mod.FALLBACK, ("m", "n", "compile_bf16")) == ""  # never started
+    assert mod.first_match(err, mod.FALLBACK) == "torch._dynamo: falling back to eager"

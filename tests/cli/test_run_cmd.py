@@ -51,6 +51,7 @@ include:
   - {{seed: 0}}
   - {{seed: 0, train.max_msq: 1.0e-9}}
   - {{seed: 0, data: {{name: folder, path: broken, val_fraction: 0}}}}
+resources: {{max_concurrent: 1}}  # one trial worker, which each cell's end leaves to the next
 {CELLS}"""
 
 

@@ -1,6 +1,6 @@
 """`ablate ui` in a real browser: headless Chromium loads the MLflow UI (a React app) from the link
 `ablate ui` prints and must find the model-training view with every cell listed, and the sweep's
-results table in its description.
+results table in its description; then Ctrl-C stops it and its server.
 
     .venv/bin/python -m pytest tests/cli/test_ui_browser.py      # needs Debian's chromium
 
@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -77,7 +78,13 @@ def test_the_experiment_opens_on_its_cells_and_the_sweep_shows_its_results(
     assert "diverged" in results and "failed" in results
     assert "8 cells · 6 finished · 1 diverged · 1 failed · sweep finished" in _visible_text(dom)
 
+    # Ctrl-C: the server stops, `ablate ui` exits as interrupted, and nothing of the server is left behind
+    # (SIGTERM: tests/cli/test_ui.py)
     group = ui.server_group()
-    ui.proc.send_signal(signal.SIGTERM)  # and nothing of the server is left behind
-    assert ui.proc.wait(timeout=60) == 128 + signal.SIGTERM
+    ui.proc.send_signal(signal.SIGINT)
+    assert ui.proc.wait(timeout=60) == 130
     assert ui.group_members(group, wait=10) == []
+    ui.read_until(lambda line: "stopped the MLflow server (SIGINT)" in line, timeout=5)
+    with socket.socket() as s:  # the port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(ui.url.rsplit(":", 1)[1])))

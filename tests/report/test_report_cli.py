@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -71,46 +64,9 @@ def test_dashboard_command_writes_the_page(store: dict[str, Any], tmp_path: Path
     assert (tmp_path / "state" / "dashboards" / "empty-divergence.html").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.mark.slow
-def test_ui_serves_the_store_and_stops_cleanly(store: dict[str, Any], tmp_path: Path) -> None:
-    port = _free_port()
-    missing = CliRunner().invoke(main, ["ui", "--state-dir", str(tmp_path / "none"), "--port", str(port)],
+def test_ui_without_a_store_is_one_line(tmp_path: Path) -> None:
+    """Serving a store and stopping on each signal: tests/cli/test_ui.py (SIGTERM) and
+    tests/cli/test_ui_browser.py (Ctrl-C)."""
+    missing = CliRunner().invoke(main, ["ui", "--state-dir", str(tmp_path / "none"), "--port", "1"],
                                  env={"MLFLOW_TRACKING_URI": ""})
     assert missing.exit_code == 2 and "no MLflow store at" in missing.output
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MLFLOW_TRACKING_URI="")
-    proc = subprocess.Popen([sys.executable, "-c", "from ablate.cli import main; main()", "ui",
-                             "--tracking-uri", store["uri"], "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert f"MLflow UI: http://127.0.0.1:{port}" in first
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
-                                     "?experiment_name=ablation")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            assert b'"name": "ablation"' in resp.read().replace(b'":"', b'": "')
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(timeout=30) == 130  # Ctrl-C: the server stopped, then ablate ui exits as interrupted
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    with socket.socket() as s:  # the server (and its workers) went away with it
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))

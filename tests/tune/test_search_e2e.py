@@ -67,22 +67,44 @@ def test_search_needs_a_search_section(tmp_path: Path) -> None:
 KILL_SPEC = SPEC.replace("name: search-e2e", "name: search-kill").replace("steps: 10,", "steps: 30,") \
     .replace("num_samples: 2", "num_samples: 2\n  scheduler: asha\n  grace_period: 10").replace("  scheduler: none\n", "") \
     .replace("norm: token_ln\n", "grid: {norm: [token_ln, rms_norm]}\n")
+# one trial at a time (one trial worker per study), the driver waiting 0.3 s before it takes each result:
+# a trial runs a few seconds of wall time whatever the machine's speed, so the kill finds one running
 _DRIVER = """
-import sys
+import sys, time
 from pathlib import Path
 from ablate.spec import load_experiment
 from ablate.tune import SweepOptions, run_search
-run_search(load_experiment(sys.argv[1]), SweepOptions(state_dir=Path(sys.argv[2]), max_concurrent=2))
+from ablate.tune._callback import SweepCallback
+take = SweepCallback.on_trial_result
+def paced(self, *args, **kwargs):
+    time.sleep(0.3)
+    return take(self, *args, **kwargs)
+SweepCallback.on_trial_result = paced
+run_search(load_experiment(sys.argv[1]), SweepOptions(state_dir=Path(sys.argv[2]), max_concurrent=1))
 """
+
+
+def _trial_states(state: Path) -> list[str]:
+    """The states of every trial of every study so far (read-only: the driver writes)."""
+    import sqlite3
+
+    db = state / "mlflow.optuna.db"
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=1) as con:
+            return [row[0] for row in con.execute("SELECT state FROM trials")]
+    except sqlite3.OperationalError:  # not created yet, or being written
+        return []
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_tracking_env")
 def test_a_search_killed_mid_way_continues_without_duplicates(fresh_state: Callable[[str], Path],
                                                                ray_session: str) -> None:
-    """SIGKILL the driver once a trial has ended, run the search again: every study ends with its trials,
-    each cell one MLflow run, no configuration sampled twice, and a confirm file. Both drivers join the
-    session's Ray (Ray ends a dead driver's trials)."""
+    """SIGKILL the driver once a trial has ended and the next one runs, run the search again: every study
+    ends with its trials, each cell one MLflow run, no configuration sampled twice, and a confirm file. Both
+    drivers join the session's Ray (Ray ends a dead driver's trials)."""
     import os
     import signal
     import subprocess
@@ -101,11 +123,17 @@ def test_a_search_killed_mid_way_continues_without_duplicates(fresh_state: Calla
     script.write_text(_DRIVER)
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "RAY_ADDRESS": ray_session}
     cmd = [sys.executable, str(script), str(f), str(state)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    out = b""
+    log = state.parent / "first-driver.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 400
-    while time.time() < deadline and b"1/4 cells done" not in out and proc.poll() is None:
-        out += os.read(proc.stdout.fileno(), 4096)  # type: ignore[union-attr]
+    seen: list[str] = []
+    while time.time() < deadline and proc.poll() is None:
+        seen = _trial_states(state)
+        if "RUNNING" in seen and {"COMPLETE", "PRUNED"} & set(seen):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the search ended before the kill ({seen}):\n{log.read_text()[-3000:]}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -3,9 +3,10 @@
     .venv/bin/python -m pytest tests/tune/test_storage.py
 
 The store itself first (S3 and a folder: latest-only or the latest N, atomic writes, a fresh node resumes
-from what another one stored), then ``ablate run`` as a user runs it, in a subprocess that starts its own
-Ray: its Ray workers find the S3 credentials in their environment, which the test's shared Ray lacks. One
-cell of the sweep was "killed" at step 10 beforehand (trained in this process, its checkpoint stored, then
+from what another one stored), then ``ablate run`` as a user runs it, in a subprocess attached to the
+session's Ray: its trial workers get the S3 credentials from the driver's environment (Ray Tune passes
+``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` on to its trials), the endpoint inside the pickled
+store. One cell of the sweep was "killed" at step 10 beforehand (trained in this process, its checkpoint stored, then
 stopped): the sweep resumes it from S3 (replaying the stored history, marked so that the test can tell) and
 it ends exactly where an undisturbed run ends.
 """
@@ -99,6 +100,25 @@ def test_s3_store_keeps_the_latest_n_and_a_fresh_node_resumes_from_it(s3_env: S3
     assert fresh.checkout("c1")[1] is None and _objects(s3_env, cell) == []
 
 
+def test_a_dead_workers_folder_goes_when_the_next_cell_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """A worker killed mid-cell leaves its ``ablate-ckpt-<pid>`` folder; the next trial to start a cell on
+    the machine removes it, and leaves the folders of live processes alone."""
+    import tempfile
+
+    from ablate.tune._storage import _work_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = tmp_path / f"ablate-ckpt-{int(gone.stdout)}", tmp_path / f"ablate-ckpt-{os.getppid()}"
+    for folder in (dead, alive, tmp_path / "ablate-ckpt-x"):
+        (folder / "cell").mkdir(parents=True)
+        (folder / "cell" / CHECKPOINT_FILE).write_bytes(b"x")
+    work = _work_folder("c2")
+    assert work == tmp_path / f"ablate-ckpt-{os.getpid()}" / "c2" and work.is_dir()
+    assert not dead.exists() and alive.exists() and (tmp_path / "ablate-ckpt-x").exists()
+
+
 def test_folder_store_is_written_in_place_atomically(tmp_path: Path) -> None:
     store = CheckpointStore.open(tmp_path / "nfs", tmp_path / "state", "exp", keep=2)
     work, state = store.checkout("c1")
@@ -180,13 +200,14 @@ def ablate_cli(*args: str, env: dict[str, str], timeout: float = 600) -> subproc
 
 
 @pytest.fixture(scope="module")
-def sweep(s3_service: S3Server, fresh_state: Callable[[str], Path]) -> Iterator[Sweep]:
+def sweep(s3_service: S3Server, fresh_state: Callable[[str], Path], ray_session: str) -> Iterator[Sweep]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "ABLATE_STATE_DIR", "ABLATE_STORAGE")}
     env.update({**s3_service.env, "AWS_SECRET_ACCESS_KEY": SECRET})
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
+        env["RAY_ADDRESS"] = ray_session  # the subprocess's only: this process's Ray is already up
         state = fresh_state("s3sweep")
         spec_file = state.parent / "grid.yaml"
         spec_file.write_text(GRID)
@@ -203,7 +224,7 @@ def sweep(s3_service: S3Server, fresh_state: Callable[[str], Path]) -> Iterator[
         finally:
             torch.set_num_threads(threads)
         result = ablate_cli("run", str(spec_file), "--state-dir", str(state), "--storage", s3_service.url(prefix),
-                            "--no-dashboard", env=env)
+                            "--no-dashboard", "--max-concurrent", "1", env=env)
         yield Sweep(s3_service, prefix, state, cells, killed, reference, result)
 
 

@@ -3,8 +3,9 @@ on PostgreSQL with its artifacts on S3, all through ``--tracking-uri http://…`
 
     .venv/bin/python -m pytest tests/tune/test_team_server.py
 
-The sweep runs in a subprocess that starts its own Ray (its workers need the S3 credentials in their
-environment); the S3 server is named with ``--storage-endpoint`` alone, no ``AWS_ENDPOINT_URL``. The readers
+The sweep runs in a subprocess attached to the session's Ray: its trial workers get the S3 credentials from
+the driver's environment (Ray Tune passes ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` on to its
+trials); the S3 server is named with ``--storage-endpoint`` alone, no ``AWS_ENDPOINT_URL``. The readers
 run in this process. The MLflow client never touches S3: the server proxies the artifacts. Mid-sweep, once the
 first points are in, the tracking server is killed and comes back 30 s later on the same port: the sweep goes
 on (the driver buffers and retries) and every cell's history holds each of its steps once.
@@ -75,7 +76,7 @@ def _outage_after_first_points(server: MlflowServer, sweep: subprocess.Popen[byt
 
 
 def test_sweep_status_report_and_dashboard_through_the_tracking_server(
-        mlflow_service: MlflowServer, s3_service: S3Server, tmp_path: Path) -> None:
+        mlflow_service: MlflowServer, s3_service: S3Server, tmp_path: Path, ray_session: str) -> None:
     uri = mlflow_service.uri
     spec_file = tmp_path / "team.yaml"
     spec_file.write_text(SPEC)
@@ -85,6 +86,7 @@ def test_sweep_status_report_and_dashboard_through_the_tracking_server(
     env = {k: v for k, v in os.environ.items()
            if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "ABLATE_STORAGE", *_ENDPOINT_VARS)}
     env.update({k: v for k, v in s3_service.env.items() if k not in _ENDPOINT_VARS})
+    env["RAY_ADDRESS"] = ray_session
     out, err = tmp_path / "run.out", tmp_path / "run.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         sweep = subprocess.Popen([sys.executable, "-c", "from ablate.cli import main; main()", "run", str(spec_file),
