@@ -10,8 +10,9 @@ pruned or diverged) from the same space, sampler seed and pruner rungs; a failed
 (up to ``num_samples`` times per variant), so failures do not leave a variant with fewer results. The
 storage survives the driver: a rerun opens the same studies, hands out again the trials a killed search
 left running (same number, same values, so the same cell, resumed from its checkpoint and continued in its
-MLflow run) and samples only what is still missing; a sampled configuration equal to an earlier trial's is
-dropped and sampled again.
+MLflow run) and samples only what is still missing; a trial the search was killed in before drawing its
+values is closed as failed (``ablate.unsampled``), not counted; a sampled configuration equal to an earlier
+trial's is dropped and sampled again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 # trial user attributes
 _STATUS, _CELL, _STEPS, _WALL, _DUPLICATE = "ablate.status", "ablate.cell", "ablate.steps", "ablate.wall_s", \
     "ablate.duplicate"
+_UNSAMPLED = "ablate.unsampled"  # a trial a killed search left before its values were drawn: never ran
 _VARIANT = "ablate.variant"  # study user attribute: the variant's label
 _DUPLICATE_TRIES = 20  # samples drawn before a duplicate configuration is accepted (a small discrete space)
 
@@ -122,8 +124,15 @@ class VariantStudies:
                 sampler=_sampler(spec.search, base.seed), pruner=_pruner(spec.search, base))
             label = (labels or {}).get(base.id, base.id)
             study.set_user_attr(_VARIANT, label)
-            left = [t.number for t in study.get_trials(deepcopy=False)
-                    if t.state == optuna.trial.TrialState.RUNNING]
+            left = []
+            for t in study.get_trials(deepcopy=False):
+                if t.state != optuna.trial.TrialState.RUNNING:
+                    continue
+                if t.params:  # left running by a killed search: handed out again with its values
+                    left.append(t.number)
+                else:  # killed between asking for the trial and drawing its values: it never ran a cell
+                    study._storage.set_trial_user_attr(t._trial_id, _UNSAMPLED, True)
+                    study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             reasks = sum(1 for t in study.get_trials(deepcopy=False) if _failed(t))
             variants.append(_Variant(base.id, label, base.to_config(), study, left, set(), reasks))
         return cls(spec.search, variants, max(b.train.steps for b in bases))
@@ -245,9 +254,11 @@ def _has_result(t: Any) -> bool:
 
 
 def _failed(t: Any) -> bool:
+    """A trial that ran and failed (not a dropped duplicate, nor one killed before its values were drawn)."""
     import optuna
 
-    return bool(t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get(_DUPLICATE))
+    return bool(t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get(_DUPLICATE)
+                and not t.user_attrs.get(_UNSAMPLED))
 
 
 def _params_key(params: dict[str, Any]) -> str:
@@ -339,7 +350,7 @@ def read_budgets(url: str, experiment: str) -> list[VariantBudget]:
             continue
         budget = VariantBudget(str(s.user_attrs.get(_VARIANT, s.study_name.split("/")[-1])), s.study_name)
         for t in optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False):
-            if t.user_attrs.get(_DUPLICATE):
+            if t.user_attrs.get(_DUPLICATE) or t.user_attrs.get(_UNSAMPLED):  # neither ran a cell
                 continue
             status = t.user_attrs.get(_STATUS, "running")
             field_ = {"finished": "finished", "pruned": "pruned", "diverged": "diverged", "failed": "failed"}.get(status, "running")

@@ -90,6 +90,34 @@ def test_a_killed_search_resumes_its_running_trials_with_the_same_values(tmp_pat
     assert len(seen) == 6 and len(set(seen)) == 6  # no configuration sampled twice
 
 
+def test_a_trial_killed_before_its_values_were_drawn_is_closed_not_resumed(tmp_path: Path) -> None:
+    """The driver died between Optuna's ``ask`` (the trial exists, RUNNING) and drawing its values: the next
+    search closes it as failed without counting it, and samples a trial in its place (before, it was handed
+    out again with no values at all: the base cell's learning rate, recorded as a sampled trial)."""
+    import optuna
+
+    spec = _spec(tmp_path, SPEC.replace("num_samples: 3", "num_samples: 1"))
+    studies = _open(tmp_path, spec)
+    a = studies.next()
+    assert a is not None
+    variant = studies.variants[a[0]]
+    studies.finish(a[0], a[1], CellStatus.FINISHED, 21.0)
+    other = next(v for name, v in studies.variants.items() if name != a[0])
+    orphan = other.study.ask()  # killed right here
+    del studies
+    again = _open(tmp_path, spec)
+    todo = again.next()
+    assert todo is not None and todo[0] != a[0] and todo[1] != orphan.number and todo[2], todo
+    assert again.next() is None
+    closed = again.variants[todo[0]].study.trials[orphan.number]
+    assert closed.state == optuna.trial.TrialState.FAIL and closed.user_attrs["ablate.unsampled"] is True
+    assert again.counts(todo[0])["failed"] == 0 and again.counts(a[0])["complete"] == 1
+    assert variant.study.trials[a[1]].params  # the finished one keeps its values
+    again.finish(todo[0], todo[1], CellStatus.FINISHED, 20.0)
+    budgets = {b.variant: b for b in read_budgets(f"sqlite:///{tmp_path / 'optuna.db'}", "studies")}
+    assert [(b.finished, b.running, b.failed) for b in budgets.values()] == [(1, 0, 0), (1, 0, 0)]
+
+
 def test_a_full_study_still_resumes_its_last_running_trial(tmp_path: Path) -> None:
     spec = _spec(tmp_path, SPEC.replace("num_samples: 3", "num_samples: 1"))
     studies = _open(tmp_path, spec)
