@@ -49,23 +49,36 @@ def ray_session() -> Iterator[str]:
         ray.shutdown()
 
 
-# The modules that take longest: wall seconds with two workers on a 2-core machine (`make test`,
-# 2026-12-04; a module's seconds include its share of the machine). They are handed out first, longest
-# first; the rest (slow modules, then the others) fill the workers in around them.
-LONG_MODULES = {
-    "tests/tune/test_faults.py": 90, "tests/tune/test_team_server.py": 75, "tests/tune/test_multinode.py": 71,
-    "tests/cli/test_eval_cmd.py": 70, "tests/benchmarks/test_bench_gpu.py": 67, "tests/tune/test_search_e2e.py": 48,
-    "tests/test_servers.py": 39, "tests/cli/test_train_cmd.py": 35, "tests/train/test_compile_clean.py": 33,
-    "tests/track/test_tracker_retry.py": 31, "tests/tune/test_lease.py": 30, "tests/cli/test_run_cmd.py": 28,
-    "tests/tune/test_storage.py": 24, "tests/tune/test_packing.py": 22, "tests/test_extending.py": 22,
-}
+# The modules that take longest (each alone on the 2-core machine, 2026-12-05: wall seconds, and the cores
+# it keeps busy on average), handed out first and in this order. pytest-xdist gives each worker a second
+# module while its first has two tests or fewer left, so the first four go 1 and 3 to one worker, 2 and 4
+# to the other. The team-server test mostly waits (its tracking server is down for 30 s): it goes first,
+# then the faults on its worker, while the other worker runs the two that keep both cores busy (the
+# quickstart and the smoke benchmark, 55 s together); then the longest first.
+LONG_MODULES = (
+    "tests/tune/test_team_server.py",  # 62 s, 0.4 cores
+    "tests/cli/test_eval_cmd.py",  # 23 s, 1.4
+    "tests/tune/test_faults.py",  # 71 s, 1.1
+    "tests/benchmarks/test_bench_gpu.py",  # 32 s, 1.5
+    "tests/tune/test_multinode.py",  # 51 s, 0.9
+    "tests/tune/test_search_e2e.py",  # 38 s, 1.0
+    "tests/train/test_compile_clean.py",  # 30 s, 1.0
+    "tests/track/test_tracker_retry.py",  # 28 s, 0.5
+    "tests/cli/test_train_cmd.py",  # 27 s, 1.1
+    "tests/test_servers.py",  # 25 s, 0.8
+    "tests/tune/test_lease.py",  # 18 s, 0.7
+    "tests/test_extending.py",  # 18 s, 1.0
+    "tests/tune/test_storage.py",  # 17 s, 0.9
+    "tests/tune/test_packing.py",  # 16 s, 1.1
+    "tests/cli/test_run_cmd.py",  # 15 s, 1.0
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that starts Ray must be marked ``slow``: ``pytest -m "not slow"`` (``make test-fast``) is
     the inner loop, and one Ray start costs more than the rest of it.
 
-    Modules run longest first: those of ``LONG_MODULES`` in its order, then the other modules holding a
+    Modules run long ones first: those of ``LONG_MODULES`` in its order, then the other modules holding a
     slow test, then the rest (each group in collection order). With ``-n`` (pytest-xdist, ``--dist
     loadfile --no-loadscope-reorder``: without it xdist orders modules by their number of tests) the long
     end-to-end modules start at once and the many short ones even out the end, instead of one long module
@@ -75,7 +88,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     def order(item: pytest.Item) -> tuple[int, bool]:
         path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
-        return -LONG_MODULES.get(path, 0), getattr(item, "module", None) not in slow_modules
+        rank = LONG_MODULES.index(path) if path in LONG_MODULES else len(LONG_MODULES)
+        return rank, getattr(item, "module", None) not in slow_modules
 
     items.sort(key=order)
     unmarked = [item.nodeid for item in items
