@@ -549,7 +549,7 @@ def worker_main(job: dict[str, Any]) -> None:
         return
     for model, norm, stage in job["items"]:
         out = {**base, "model": model, "norm": norm, "stage": stage}
-        print(stage_mark((model, norm, stage)), file=sys.stderr, flush=True)  # what follows on stderr is its
+        print(stage_mark((model, norm, stage)), file=sys.stderr, flush=True)  # the stage's stderr lines follow
         try:
             out.update(w.run(model, norm, stage))
         except Exception as err:

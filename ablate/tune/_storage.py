@@ -284,7 +284,7 @@ def _remove_dead_folders(temp: Path) -> None:
         except ProcessLookupError:
             shutil.rmtree(folder, ignore_errors=True)
         except OSError:  # alive, another user's
-            continue
+            pass
 
 
 def _first_line(err: BaseException) -> str:

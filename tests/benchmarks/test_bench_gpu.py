@@ -145,8 +145,8 @@ def test_the_smoke_mode_prints_partial_rows_the_before_after_table_and_the_ratio
     assert not [r for r in results if r.get("error")], [r for r in results if r.get("error")]
 
 
-def test_a_measured_run_gives_each_eager_run_its_process_and_smoke_mode_one_per_model_and_norm(tmp_path):
-    import argparse
+def _bench_module():
+    """benchmarks/bench_gpu.py imported as a module (it is a script, not in a package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
@@ -156,6 +156,13 @@ def test_a_measured_run_gives_each_eager_run_its_process_and_smoke_mode_one_per_
         spec.loader.exec_module(mod)
     finally:
         del sys.modules["bench_gpu"]
+    return mod
+
+
+def test_a_measured_run_gives_each_eager_run_its_process_and_smoke_mode_one_per_model_and_norm(tmp_path):
+    import argparse
+
+    mod = _bench_module()
     args = argparse.Namespace(models=["swinir-light"], norms=["token_ln", "i_ln"], ops_only=False, profile=False,
                               before="lean", runs=list(mod.RUN_KEYS), no_compile=False, no_packing=False)
     sides = {"before": tmp_path / "before", "after": ROOT}
@@ -182,15 +189,7 @@ def test_a_measured_run_gives_each_eager_run_its_process_and_smoke_mode_one_per_
 
 
 def test_a_stage_finds_its_own_stderr_lines(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gpu"] = mod
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        del sys.modules["bench_gpu"]
+    mod = _bench_module()
     first, eager, compiled, tf32 = (("m", "n", s) for s in ("trainer", "bf16", "compile", "tf32"))
     err = tmp_path / "w.err"
     err.write_text("\n".join(["import noise: graph break at startup", mod.stage_mark(first), "a trainer line",

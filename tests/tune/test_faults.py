@@ -46,6 +46,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from paced import paced
 
 from ablate.cli import main
 from ablate.spec import expand, load_experiment
@@ -62,18 +63,11 @@ train: {{steps: {STEPS}, batch_size: 2, patch_size: 16, val_size: 16, eval_every
          lowprec_eval: false}}
 probes: {{every: 5, patch_size: 16}}
 """
-# the driver as `ablate` runs it, writing buffered metrics to MLflow every `flush_s` (default 5 s)
-# and waiting `pace_s` before it takes each trial result
+# the driver as `ablate` runs it, writing buffered metrics to MLflow every `flush_s` (default 5 s);
+# `paced` makes it wait `pace_s` before it takes each trial result
 DRIVER = """\
-import time
 import ablate.track._tracker as t
-from ablate.tune._callback import SweepCallback
 t.FLUSH_SECONDS = {flush_s}
-take = SweepCallback.on_trial_result
-def paced(self, *args, **kwargs):
-    time.sleep({pace_s})
-    return take(self, *args, **kwargs)
-SweepCallback.on_trial_result = paced
 from ablate.cli import main
 main()
 """
@@ -214,7 +208,7 @@ class Driver:
         args = [command, str(spec), "--state-dir", str(state),
                 *(["--no-dashboard", "--max-concurrent", "1"] if command in ("run", "resume") else [])]
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            code = DRIVER.format(flush_s=flush_s, pace_s=pace_s)
+            code = paced(DRIVER.format(flush_s=flush_s), pace_s)
             self.proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=cwd, stdout=out, stderr=err)
 
     def wait(self, what: str, cond: Callable[[], Any]) -> Any:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paced import paced
 
 from ablate.spec import load_experiment
 from ablate.tune import SweepOptions, run_search
@@ -69,19 +70,13 @@ KILL_SPEC = SPEC.replace("name: search-e2e", "name: search-kill").replace("steps
     .replace("norm: token_ln\n", "grid: {norm: [token_ln, rms_norm]}\n")
 # one trial at a time (one trial worker per study), the driver waiting 0.3 s before it takes each result:
 # a trial runs a few seconds of wall time whatever the machine's speed, so the kill finds one running
-_DRIVER = """
-import sys, time
+_DRIVER = paced("""
+import sys
 from pathlib import Path
 from ablate.spec import load_experiment
 from ablate.tune import SweepOptions, run_search
-from ablate.tune._callback import SweepCallback
-take = SweepCallback.on_trial_result
-def paced(self, *args, **kwargs):
-    time.sleep(0.3)
-    return take(self, *args, **kwargs)
-SweepCallback.on_trial_result = paced
 run_search(load_experiment(sys.argv[1]), SweepOptions(state_dir=Path(sys.argv[2]), max_concurrent=1))
-"""
+""")
 
 
 def _trial_states(state: Path) -> list[str]:
